@@ -1,0 +1,44 @@
+"""The ASGI application: mounts the surfaces, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from app import ops
+from app.db import Database
+from app.graphql.schema import schema
+from app.observability import RequestLogMiddleware
+from app.runtime import Runtime
+from app.settings import Settings, load_settings
+from workers.dispatch import create_dispatcher
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as cleanup:
+            database = Database(settings.resolved_database_url)
+            cleanup.push_async_callback(database.dispose)
+            redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+            if redis is not None:
+                cleanup.push_async_callback(redis.aclose)
+            dispatcher = await create_dispatcher(settings, database)
+            cleanup.push_async_callback(dispatcher.close)
+            await dispatcher.start()
+            app.state.runtime = Runtime(settings=settings, database=database, redis=redis)
+            yield
+
+    return Starlette(
+        routes=[*ops.routes, Route("/graphql", GraphQL(schema), methods=["GET", "POST"])],
+        middleware=[Middleware(RequestLogMiddleware)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,57 @@
+"""ORM tables, one module per aggregate. Importing this package registers them all."""
+
+from app.models.audit import AuditEvent
+from app.models.candidate import (
+    Candidate,
+    CandidateLatestMetric,
+    CandidateMetadata,
+    CandidateMetric,
+    CandidateParam,
+)
+from app.models.enums import (
+    CandidateStatus,
+    JobStatus,
+    LifecycleState,
+    PackageStatus,
+    PackageType,
+    Role,
+    VersionStage,
+    VersionStatus,
+    Visibility,
+)
+from app.models.job import Job
+from app.models.model import Model, ModelAlias, ModelMetadata
+from app.models.package import Package, PackageFile
+from app.models.project import Membership, Project
+from app.models.user import AccessToken, User
+from app.models.version import ModelVersion, ModelVersionMetadata
+
+__all__ = [
+    "AccessToken",
+    "AuditEvent",
+    "Candidate",
+    "CandidateLatestMetric",
+    "CandidateMetadata",
+    "CandidateMetric",
+    "CandidateParam",
+    "CandidateStatus",
+    "Job",
+    "JobStatus",
+    "LifecycleState",
+    "Membership",
+    "Model",
+    "ModelAlias",
+    "ModelMetadata",
+    "ModelVersion",
+    "ModelVersionMetadata",
+    "Package",
+    "PackageFile",
+    "PackageStatus",
+    "PackageType",
+    "Project",
+    "Role",
+    "User",
+    "VersionStage",
+    "VersionStatus",
+    "Visibility",
+]

@@ -1,0 +1,107 @@
+"""Candidates (MLflow runs) and what they log: params, metrics, metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, Identifier, UTCDateTime, utcnow
+from app.models.enums import CandidateStatus, LifecycleState, string_enum
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+    __table_args__ = (
+        sa.UniqueConstraint("project_id", "iid"),
+        sa.Index("ix_candidates_model_id_state_start_time", "model_id", "state", "start_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id", ondelete="CASCADE"))
+    iid: Mapped[int] = mapped_column(sa.BigInteger)
+    # External id: the MLflow run id (32 hex characters).
+    eid: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(250))
+    status: Mapped[CandidateStatus] = mapped_column(
+        string_enum(CandidateStatus), default=CandidateStatus.RUNNING
+    )
+    # Milliseconds since the epoch, as MLflow reports them.
+    start_time: Mapped[int | None] = mapped_column(sa.BigInteger)
+    end_time: Mapped[int | None] = mapped_column(sa.BigInteger)
+    state: Mapped[LifecycleState] = mapped_column(
+        string_enum(LifecycleState), default=LifecycleState.ACTIVE
+    )
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    model_version_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("model_versions.id", ondelete="SET NULL"), unique=True
+    )
+    package_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("packages.id", ondelete="SET NULL")
+    )
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CandidateParam(Base):
+    """A hyper-parameter; written once, never changed."""
+
+    __tablename__ = "candidate_params"
+
+    candidate_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+
+
+class CandidateMetadata(Base):
+    """Key/value metadata of a candidate (MLflow run tags)."""
+
+    __tablename__ = "candidate_metadata"
+
+    candidate_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+
+
+class CandidateMetric(Base):
+    """One logged metric value; the append-only history. NaN is stored as a NULL
+    value with `is_nan` set, since SQLite cannot hold a NaN."""
+
+    __tablename__ = "candidate_metrics"
+    __table_args__ = (
+        sa.Index("ix_candidate_metrics_candidate_id_name_step", "candidate_id", "name", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(sa.ForeignKey("candidates.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(250))
+    value: Mapped[float | None] = mapped_column(sa.Double)
+    is_nan: Mapped[bool] = mapped_column(default=False)
+    step: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    timestamp: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class CandidateLatestMetric(Base):
+    """The latest value of each metric of a candidate: the highest (step, timestamp,
+    value). Carries model_id so candidates of a model filter and sort by an index."""
+
+    __tablename__ = "candidate_latest_metrics"
+    __table_args__ = (
+        sa.Index("ix_candidate_latest_metrics_model_id_name_value", "model_id", "name", "value"),
+    )
+
+    candidate_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id", ondelete="CASCADE"))
+    value: Mapped[float | None] = mapped_column(sa.Double)
+    is_nan: Mapped[bool] = mapped_column(default=False)
+    step: Mapped[int] = mapped_column(sa.BigInteger)
+    timestamp: Mapped[int] = mapped_column(sa.BigInteger)

@@ -1,0 +1,1 @@
+"""The rules of modelreg. Every surface (GraphQL, MLflow, REST, CLI) calls these."""

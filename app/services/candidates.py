@@ -1,0 +1,387 @@
+"""Candidates: training runs of a model, and the params, metrics and metadata they log."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import insert_with_conflicts, utcnow
+from app.errors import InvalidValueError, NotFoundError
+from app.models import (
+    Candidate,
+    CandidateLatestMetric,
+    CandidateMetadata,
+    CandidateMetric,
+    CandidateParam,
+    CandidateStatus,
+    LifecycleState,
+    Model,
+    Project,
+    User,
+)
+from app.services import key_values, validation
+from app.services.projects import next_iid
+
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
+MAX_ENTRIES_PER_BATCH = 1000
+
+VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    name: str
+    value: float
+    timestamp: int
+    step: int = 0
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.step, self.timestamp)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def create_candidate(
+    session: AsyncSession,
+    *,
+    model: Model,
+    name: str | None = None,
+    status: CandidateStatus = CandidateStatus.RUNNING,
+    start_time: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+    user: User | None = None,
+) -> Candidate:
+    """Start a candidate of a model (MLflow's create-run)."""
+    if model.state is not LifecycleState.ACTIVE:
+        raise InvalidValueError(
+            f"Model '{model.display_name}' is deleted; restore it to add candidates",
+            field="model",
+        )
+    if name is not None and len(name) > validation.MAX_KEY_LENGTH:
+        raise InvalidValueError(
+            f"Candidate name is longer than {validation.MAX_KEY_LENGTH} characters", field="name"
+        )
+    project = await session.get_one(Project, model.project_id)
+    candidate = Candidate(
+        project_id=model.project_id,
+        model_id=model.id,
+        iid=await next_iid(session, project, "candidate"),
+        eid=uuid.uuid4().hex,
+        name=name,
+        status=status,
+        start_time=now_ms() if start_time is None else start_time,
+        user_id=user.id if user else None,
+    )
+    session.add(candidate)
+    await session.flush()
+    if metadata:
+        await log_batch(session, candidate=candidate, tags=metadata)
+    return candidate
+
+
+async def get_candidate(
+    session: AsyncSession,
+    *,
+    project: Project,
+    eid: str | None = None,
+    iid: int | None = None,
+    include_deleted: bool = False,
+) -> Candidate:
+    """A candidate of the project by its external id (MLflow run id) or iid."""
+    query = sa.select(Candidate).where(Candidate.project_id == project.id)
+    if eid is not None:
+        query = query.where(Candidate.eid == eid)
+    elif iid is not None:
+        query = query.where(Candidate.iid == iid)
+    else:
+        raise InvalidValueError("a candidate is looked up by eid or iid")
+    states = VISIBLE_STATES if include_deleted else (LifecycleState.ACTIVE,)
+    candidate = await session.scalar(query.where(Candidate.state.in_(states)))
+    if candidate is None:
+        raise NotFoundError(f"Candidate '{eid if eid is not None else iid}' does not exist")
+    return candidate
+
+
+async def list_candidates(
+    session: AsyncSession,
+    *,
+    model: Model,
+    states: Sequence[LifecycleState] = (LifecycleState.ACTIVE,),
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Candidate]:
+    """Candidates of a model, newest first."""
+    rows = await session.scalars(
+        sa.select(Candidate)
+        .where(Candidate.model_id == model.id, Candidate.state.in_(states))
+        .order_by(Candidate.start_time.desc(), Candidate.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows)
+
+
+async def update_candidate(
+    session: AsyncSession,
+    *,
+    candidate: Candidate,
+    name: str | None = None,
+    status: CandidateStatus | None = None,
+    end_time: int | None = None,
+) -> Candidate:
+    """Rename a candidate or move it to another status (MLflow's update-run)."""
+    _require_active(candidate)
+    if name is not None:
+        if len(name) > validation.MAX_KEY_LENGTH:
+            raise InvalidValueError(
+                f"Candidate name is longer than {validation.MAX_KEY_LENGTH} characters",
+                field="name",
+            )
+        candidate.name = name
+    if status is not None:
+        candidate.status = status
+    if end_time is not None:
+        candidate.end_time = end_time
+    await session.flush()
+    return candidate
+
+
+async def delete_candidate(session: AsyncSession, *, candidate: Candidate) -> Candidate:
+    """Soft-delete (MLflow's delete-run); purged after the retention period."""
+    candidate.state = LifecycleState.DELETED
+    candidate.deleted_at = utcnow()
+    await session.flush()
+    return candidate
+
+
+async def restore_candidate(session: AsyncSession, *, candidate: Candidate) -> Candidate:
+    if candidate.state is not LifecycleState.DELETED:
+        raise InvalidValueError(f"Candidate '{candidate.eid}' is not deleted")
+    candidate.state = LifecycleState.ACTIVE
+    candidate.deleted_at = None
+    await session.flush()
+    return candidate
+
+
+def _require_active(candidate: Candidate) -> None:
+    if candidate.state is not LifecycleState.ACTIVE:
+        raise InvalidValueError(
+            f"The candidate '{candidate.eid}' must be active to be changed; it is "
+            f"{candidate.state.value}",
+            field="candidate",
+        )
+
+
+async def log_batch(
+    session: AsyncSession,
+    *,
+    candidate: Candidate,
+    metrics: Sequence[MetricPoint] = (),
+    params: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    tags: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+) -> None:
+    """Log metrics, params and metadata of a candidate: validated whole first, then
+    written with one statement per kind, so a bad entry writes nothing."""
+    _require_active(candidate)
+    param_pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    tag_pairs = list(tags.items()) if isinstance(tags, Mapping) else list(tags)
+    _check_batch_size(len(metrics), len(param_pairs), len(tag_pairs))
+    for point in metrics:
+        validation.key(point.name, kind="metric")
+        validation.metric_value(point.name, point.value)
+    new_params = _validated_params(param_pairs)
+    new_tags = validation.metadata(dict(tag_pairs))
+    await _write_params(session, candidate, new_params)
+    await _write_metrics(session, candidate, metrics)
+    await key_values.replace(session, CandidateMetadata, owner_id=candidate.id, items=new_tags)
+
+
+def _check_batch_size(metrics: int, params: int, tags: int) -> None:
+    limits = (
+        ("metrics", metrics, MAX_METRICS_PER_BATCH),
+        ("params", params, MAX_PARAMS_PER_BATCH),
+        ("tags", tags, MAX_TAGS_PER_BATCH),
+    )
+    for kind, count, limit in limits:
+        if count > limit:
+            raise InvalidValueError(
+                f"A batch may hold at most {limit} {kind}; got {count}", field=kind
+            )
+    if metrics + params + tags > MAX_ENTRIES_PER_BATCH:
+        raise InvalidValueError(
+            f"A batch may hold at most {MAX_ENTRIES_PER_BATCH} entries in total; "
+            f"got {metrics + params + tags}",
+            field="batch",
+        )
+
+
+def _validated_params(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        validation.key(name, kind="param")
+        validation.param_value(name, value)
+        if params.get(name, value) != value:
+            raise InvalidValueError(
+                f"Duplicate parameter '{name}' submitted with different values", field="params"
+            )
+        params[name] = value
+    return params
+
+
+async def _write_params(
+    session: AsyncSession, candidate: Candidate, params: dict[str, str]
+) -> None:
+    """Params are written once: the same value again is a no-op, a new one an error."""
+    if not params:
+        return
+    existing = await session.execute(
+        sa.select(CandidateParam.name, CandidateParam.value).where(
+            CandidateParam.candidate_id == candidate.id, CandidateParam.name.in_(params)
+        )
+    )
+    for name, old_value in existing:
+        if old_value != params[name]:
+            raise InvalidValueError(
+                f"Changing param values is not allowed. Param with key='{name}' was already "
+                f"logged with value='{old_value}' for candidate '{candidate.eid}'. "
+                f"Attempted logging new value '{params[name]}'.",
+                field="params",
+            )
+    await key_values.replace(
+        session, CandidateParam, owner_id=candidate.id, items=params, overwrite=False
+    )
+
+
+async def _write_metrics(
+    session: AsyncSession, candidate: Candidate, metrics: Sequence[MetricPoint]
+) -> None:
+    """Append to the history and move each latest value forward, one statement each."""
+    if not metrics:
+        return
+    await session.execute(
+        sa.insert(CandidateMetric),
+        [
+            {
+                "candidate_id": candidate.id,
+                "name": point.name,
+                "value": None if math.isnan(point.value) else point.value,
+                "is_nan": math.isnan(point.value),
+                "step": point.step,
+                "timestamp": point.timestamp,
+            }
+            for point in metrics
+        ],
+    )
+    latest: dict[str, MetricPoint] = {}
+    for point in metrics:
+        current = latest.get(point.name)
+        if current is None or _is_later(point, current):
+            latest[point.name] = point
+    statement = insert_with_conflicts(session, CandidateLatestMetric)
+    table = CandidateLatestMetric.__table__.c
+    excluded = statement.excluded
+    # The same order as _is_later; a NaN value compares as unknown, so it never wins a tie.
+    is_later = sa.tuple_(excluded.step, excluded.timestamp, excluded.value) > sa.tuple_(
+        table.step, table.timestamp, table.value
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["candidate_id", "name"],
+            set_={
+                "value": excluded.value,
+                "is_nan": excluded.is_nan,
+                "step": excluded.step,
+                "timestamp": excluded.timestamp,
+            },
+            where=is_later,
+        ),
+        [
+            {
+                "candidate_id": candidate.id,
+                "model_id": candidate.model_id,
+                "name": point.name,
+                "value": None if math.isnan(point.value) else point.value,
+                "is_nan": math.isnan(point.value),
+                "step": point.step,
+                "timestamp": point.timestamp,
+            }
+            for point in latest.values()
+        ],
+    )
+
+
+def _is_later(point: MetricPoint, current: MetricPoint) -> bool:
+    if point.order != current.order:
+        return point.order > current.order
+    return (
+        not math.isnan(point.value)
+        and not math.isnan(current.value)
+        and (point.value > current.value)
+    )
+
+
+async def get_params(session: AsyncSession, *, candidate: Candidate) -> dict[str, str]:
+    return await key_values.read(session, CandidateParam, owner_id=candidate.id)
+
+
+async def get_metadata(session: AsyncSession, *, candidate: Candidate) -> dict[str, str]:
+    return await key_values.read(session, CandidateMetadata, owner_id=candidate.id)
+
+
+async def delete_metadata(session: AsyncSession, *, candidate: Candidate, name: str) -> None:
+    _require_active(candidate)
+    if not await key_values.delete(session, CandidateMetadata, owner_id=candidate.id, name=name):
+        raise NotFoundError(f"No tag with name: {name} in candidate {candidate.eid}", field="name")
+
+
+def _point(value: float | None, is_nan: bool, name: str, step: int, timestamp: int) -> MetricPoint:
+    return MetricPoint(
+        name=name,
+        value=math.nan if is_nan or value is None else value,
+        step=step,
+        timestamp=timestamp,
+    )
+
+
+async def get_latest_metrics(session: AsyncSession, *, candidate: Candidate) -> list[MetricPoint]:
+    rows = await session.execute(
+        sa.select(
+            CandidateLatestMetric.value,
+            CandidateLatestMetric.is_nan,
+            CandidateLatestMetric.name,
+            CandidateLatestMetric.step,
+            CandidateLatestMetric.timestamp,
+        )
+        .where(CandidateLatestMetric.candidate_id == candidate.id)
+        .order_by(CandidateLatestMetric.name)
+    )
+    return [_point(*row) for row in rows]
+
+
+async def get_metric_history(
+    session: AsyncSession, *, candidate: Candidate, name: str
+) -> list[MetricPoint]:
+    """Every value logged for a metric, by step then timestamp."""
+    rows = await session.execute(
+        sa.select(
+            CandidateMetric.value,
+            CandidateMetric.is_nan,
+            CandidateMetric.name,
+            CandidateMetric.step,
+            CandidateMetric.timestamp,
+        )
+        .where(CandidateMetric.candidate_id == candidate.id, CandidateMetric.name == name)
+        .order_by(CandidateMetric.step, CandidateMetric.timestamp, CandidateMetric.id)
+    )
+    return [_point(*row) for row in rows]

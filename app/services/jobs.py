@@ -1,0 +1,222 @@
+"""Background jobs: the transactional outbox, and the state changes the runners make.
+
+A service enqueues a job in the transaction of the change that needs it; once that
+transaction commits, the job's id is handed to the dispatcher (arq, or the in-process
+runner). A runner claims
+the row, runs the handler of its kind, and marks it succeeded, retried or failed. A
+claim is a lease: `run_after` of a running row is when its lease expires, so a row
+whose worker died becomes claimable again and resumes from its saved progress.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import ENQUEUED_JOBS_KEY, Database, utcnow
+from app.errors import NotFoundError
+from app.models import Job, JobStatus
+
+PURGE_DELETED_RUNS = "purge_deleted_runs"
+
+# Every kind a worker can run; `workers.registry` maps each one to its handler.
+JOB_KINDS: frozenset[str] = frozenset({PURGE_DELETED_RUNS})
+
+UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
+
+# How long a claim holds without news from the handler (save_progress renews it).
+JOB_LEASE = dt.timedelta(minutes=5)
+
+MAX_ERROR_LENGTH = 4000
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    project_id: int | None = None,
+    run_after: dt.datetime | None = None,
+) -> Job:
+    """Add a job in the caller's transaction; it is pushed to a worker after the commit
+    and never exists if the transaction rolls back."""
+    if kind not in JOB_KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; known kinds: {sorted(JOB_KINDS)}")
+    job = Job(
+        kind=kind,
+        payload=payload,
+        project_id=project_id,
+        status=JobStatus.PENDING,
+        run_after=run_after or utcnow(),
+    )
+    session.add(job)
+    await session.flush()
+    session.info.setdefault(ENQUEUED_JOBS_KEY, []).append(job.id)
+    return job
+
+
+async def get_job(session: AsyncSession, *, job_id: int) -> Job:
+    """A job by id, with its status, progress and last error."""
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"Job {job_id} does not exist", field="id")
+    return job
+
+
+async def has_unfinished_job(session: AsyncSession, *, kind: str) -> bool:
+    """Whether a job of this kind is waiting or running."""
+    job_id = await session.scalar(
+        sa.select(Job.id).where(Job.kind == kind, Job.status.in_(UNFINISHED)).limit(1)
+    )
+    return job_id is not None
+
+
+def needs_a_runner(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """Pending jobs, and running jobs whose lease expired (their runner died)."""
+    return sa.or_(
+        Job.status == JobStatus.PENDING,
+        sa.and_(Job.status == JobStatus.RUNNING, Job.run_after <= now),
+    )
+
+
+async def due_jobs(session: AsyncSession, *, limit: int, requeue_after: dt.timedelta) -> list[Job]:
+    """Jobs the sweep hands to a runner: due, needing a runner, and not in the queue
+    (never pushed, or claimed since) or pushed longer ago than `requeue_after`."""
+    now = utcnow()
+    rows = await session.scalars(
+        sa.select(Job)
+        .where(
+            Job.status.in_(UNFINISHED),
+            Job.run_after <= now,
+            sa.or_(Job.enqueued_at.is_(None), Job.enqueued_at <= now - requeue_after),
+        )
+        .order_by(Job.run_after, Job.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_enqueued(database: Database, job_ids: list[int]) -> None:
+    """Record that these jobs reached the queue, so the sweep leaves them alone."""
+    if not job_ids:
+        return
+    async with database.session() as session:
+        await session.execute(
+            sa.update(Job)
+            # A job claimed meanwhile has left the queue already.
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.PENDING)
+            .values(enqueued_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def claim(database: Database, job_id: int, *, lease: dt.timedelta = JOB_LEASE) -> Job | None:
+    """Take a due job for this runner, or None when it is not due, finished, or held by
+    another runner. The conditional UPDATE lets exactly one of two racing runners win.
+    The job leaves the queue: should this runner die, the sweep hands it out again
+    once the lease expires."""
+    now = utcnow()
+    async with database.session() as session:
+        result = await _update(
+            session,
+            sa.update(Job)
+            .where(Job.id == job_id, Job.status.in_(UNFINISHED), Job.run_after <= now)
+            .values(
+                status=JobStatus.RUNNING,
+                attempts=Job.attempts + 1,
+                run_after=now + lease,
+                enqueued_at=None,
+                updated_at=now,
+            ),
+        )
+        if result.rowcount != 1:
+            return None
+        return await session.get_one(Job, job_id, populate_existing=True)
+
+
+async def save_progress(
+    database: Database,
+    job_id: int,
+    progress: dict[str, Any],
+    *,
+    lease: dt.timedelta = JOB_LEASE,
+) -> None:
+    """Record a running job's progress in a transaction of its own, so a retry after
+    a crash resumes from here; this also renews the job's lease."""
+    now = utcnow()
+    async with database.session() as session:
+        await _update(
+            session,
+            sa.update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            .values(progress=progress, run_after=now + lease, updated_at=now),
+        )
+
+
+async def mark_succeeded(database: Database, job: Job) -> bool:
+    """Finish a claimed job. False when the claim was lost (its lease expired and
+    another runner took the job over)."""
+    now = utcnow()
+    async with database.session() as session:
+        result = await _update(
+            session,
+            _claimed(job).values(status=JobStatus.SUCCEEDED, finished_at=now, updated_at=now),
+        )
+    return result.rowcount == 1
+
+
+async def mark_failed_or_retry(
+    database: Database,
+    job: Job,
+    *,
+    error: str,
+    backoff_base: dt.timedelta,
+    backoff_cap: dt.timedelta,
+) -> bool:
+    """Record a failed attempt: the job waits min(2**attempts * base, cap) and runs
+    again while attempts remain, else it is failed. The error is kept either way.
+    False when the claim was lost."""
+    now = utcnow()
+    values: dict[str, Any] = {"last_error": error[:MAX_ERROR_LENGTH], "updated_at": now}
+    if job.attempts < job.max_attempts:
+        # In float seconds: 2**attempts of a timedelta overflows for large max_attempts.
+        delay = min(backoff_base.total_seconds() * 2.0**job.attempts, backoff_cap.total_seconds())
+        values |= {
+            "status": JobStatus.PENDING,
+            "run_after": now + dt.timedelta(seconds=delay),
+            "enqueued_at": None,
+        }
+    else:
+        values |= {"status": JobStatus.FAILED, "finished_at": now}
+    async with database.session() as session:
+        result = await _update(session, _claimed(job).values(values))
+    return result.rowcount == 1
+
+
+async def release(database: Database, job: Job) -> None:
+    """Hand an interrupted job (its runner is shutting down) back for an immediate rerun."""
+    now = utcnow()
+    async with database.session() as session:
+        await _update(
+            session,
+            _claimed(job).values(
+                status=JobStatus.PENDING, run_after=now, enqueued_at=None, updated_at=now
+            ),
+        )
+
+
+def _claimed(job: Job) -> sa.Update:
+    # The attempt number fences the update: a runner whose lease expired and whose job
+    # was claimed again must not overwrite the newer attempt.
+    return sa.update(Job).where(
+        Job.id == job.id, Job.status == JobStatus.RUNNING, Job.attempts == job.attempts
+    )
+
+
+async def _update(session: AsyncSession, statement: sa.Update) -> CursorResult[Any]:
+    result = await session.execute(statement.execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], result)

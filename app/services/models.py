@@ -1,0 +1,190 @@
+"""Models: created from MLflow experiments or the registry, named by a slug."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
+from app.models import LifecycleState, Model, ModelMetadata, Project, User
+from app.services import key_values, validation
+from app.services.projects import next_iid
+
+VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
+
+
+async def create_model(
+    session: AsyncSession,
+    *,
+    project: Project,
+    display_name: str,
+    name: str | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    registered: bool = False,
+    user: User | None = None,
+) -> Model:
+    """Create a model. Without an explicit `name` the slug is derived from the display
+    name, with a numeric suffix when another model of the project holds it."""
+    display_name = validation.display_name(display_name)
+    if name is not None:
+        validation.slug(name)
+    # Taken first: it locks the project row, so the checks below cannot race.
+    iid = await next_iid(session, project, "model")
+    if await _find(session, project, Model.display_name == display_name) is not None:
+        raise AlreadyExistsError(f"Model '{display_name}' already exists", field="name")
+    if name is None:
+        name = await _free_slug(session, project, validation.slugify(display_name))
+    elif await _find(session, project, Model.name == name) is not None:
+        raise AlreadyExistsError(f"Model name '{name}' is already taken", field="name")
+    model = Model(
+        project_id=project.id,
+        iid=iid,
+        name=name,
+        display_name=display_name,
+        description=description,
+        registered=registered,
+        created_by_id=user.id if user else None,
+    )
+    session.add(model)
+    await session.flush()
+    if metadata:
+        await set_model_metadata(session, model=model, items=metadata)
+    return model
+
+
+async def _find(
+    session: AsyncSession, project: Project, condition: sa.ColumnElement[bool]
+) -> int | None:
+    return await session.scalar(
+        sa.select(Model.id).where(Model.project_id == project.id, condition)
+    )
+
+
+async def _free_slug(session: AsyncSession, project: Project, base: str) -> str:
+    """`base`, or `base_2`, `base_3`... whichever is the first one free in the project."""
+    base = base[: validation.MAX_NAME_LENGTH - 8]
+    taken = set(
+        await session.scalars(
+            sa.select(Model.name).where(
+                Model.project_id == project.id,
+                sa.or_(Model.name == base, Model.name.startswith(f"{base}_", autoescape=True)),
+            )
+        )
+    )
+    candidate, suffix = base, 1
+    while candidate in taken:
+        suffix += 1
+        candidate = f"{base}_{suffix}"
+    return candidate
+
+
+async def get_model(
+    session: AsyncSession,
+    *,
+    project: Project,
+    iid: int | None = None,
+    name: str | None = None,
+    display_name: str | None = None,
+    include_deleted: bool = False,
+) -> Model:
+    """A model of the project by its iid, slug or display name."""
+    query = sa.select(Model).where(Model.project_id == project.id)
+    if iid is not None:
+        query = query.where(Model.iid == iid)
+        label = str(iid)
+    elif name is not None:
+        query = query.where(Model.name == name)
+        label = name
+    elif display_name is not None:
+        query = query.where(Model.display_name == display_name)
+        label = display_name
+    else:
+        raise InvalidValueError("a model is looked up by iid, name or display name")
+    states = VISIBLE_STATES if include_deleted else (LifecycleState.ACTIVE,)
+    model = await session.scalar(query.where(Model.state.in_(states)))
+    if model is None:
+        raise NotFoundError(f"Model '{label}' does not exist", field="model")
+    return model
+
+
+async def list_models(
+    session: AsyncSession,
+    *,
+    project: Project,
+    registered_only: bool = False,
+    states: Sequence[LifecycleState] = (LifecycleState.ACTIVE,),
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Model]:
+    """Models of a project by iid."""
+    query = sa.select(Model).where(Model.project_id == project.id, Model.state.in_(states))
+    if registered_only:
+        query = query.where(Model.registered.is_(True))
+    rows = await session.scalars(query.order_by(Model.iid).limit(limit).offset(offset))
+    return list(rows)
+
+
+async def update_model(
+    session: AsyncSession,
+    *,
+    model: Model,
+    display_name: str | None = None,
+    description: str | None = None,
+) -> Model:
+    """Rename (the display name; the slug stays) or re-describe a model."""
+    if display_name is not None:
+        display_name = validation.display_name(display_name)
+        if display_name != model.display_name:
+            clash = await session.scalar(
+                sa.select(Model.id).where(
+                    Model.project_id == model.project_id, Model.display_name == display_name
+                )
+            )
+            if clash is not None:
+                raise AlreadyExistsError(f"Model '{display_name}' already exists", field="name")
+            model.display_name = display_name
+    if description is not None:
+        model.description = description
+    model.updated_at = utcnow()
+    await session.flush()
+    return model
+
+
+async def delete_model(session: AsyncSession, *, model: Model) -> Model:
+    """Soft-delete a model (MLflow's delete-experiment); `restore_model` undoes it."""
+    if model.iid == 0:
+        raise InvalidValueError("The Default model cannot be deleted", field="model")
+    model.state = LifecycleState.DELETED
+    model.deleted_at = utcnow()
+    await session.flush()
+    return model
+
+
+async def restore_model(session: AsyncSession, *, model: Model) -> Model:
+    if model.state is not LifecycleState.DELETED:
+        raise InvalidValueError(f"Model '{model.display_name}' is not deleted", field="model")
+    model.state = LifecycleState.ACTIVE
+    model.deleted_at = None
+    await session.flush()
+    return model
+
+
+async def set_model_metadata(
+    session: AsyncSession, *, model: Model, items: Mapping[str, str]
+) -> None:
+    """Set metadata entries, replacing existing values, in one statement."""
+    entries = validation.metadata(items)
+    await key_values.replace(session, ModelMetadata, owner_id=model.id, items=entries)
+
+
+async def delete_model_metadata(session: AsyncSession, *, model: Model, name: str) -> None:
+    if not await key_values.delete(session, ModelMetadata, owner_id=model.id, name=name):
+        raise NotFoundError(f"Model '{model.display_name}' has no metadata '{name}'", field="name")
+
+
+async def get_model_metadata(session: AsyncSession, *, model: Model) -> dict[str, str]:
+    return await key_values.read(session, ModelMetadata, owner_id=model.id)

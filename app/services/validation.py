@@ -1,0 +1,145 @@
+"""Input rules shared by every service, matching MLflow's and GitLab's limits."""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+import unicodedata
+from collections.abc import Mapping
+
+from app.errors import InvalidValueError
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_NAME_LENGTH = 255
+MAX_ALIAS_LENGTH = 255
+
+_KEY = re.compile(r"^[/\w.\- :]*$")
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$")
+_SLUG_SEPARATORS = re.compile(r"[^a-z0-9.-]+")
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+_ALIAS = re.compile(r"^[\w-]+$")
+_VERSION_LIKE_ALIAS = re.compile(r"^v(0|[1-9]\d*)$", re.IGNORECASE)
+
+
+def key(value: str, *, kind: str = "key") -> str:
+    """A param, metric or metadata name: MLflow's characters, no path escape, <= 250."""
+    if not value:
+        raise InvalidValueError(f"{kind} name must not be empty", field=kind)
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidValueError(
+            f"{kind} name '{value[:50]}...' is longer than {MAX_KEY_LENGTH} characters", field=kind
+        )
+    if not _KEY.match(value) or _escapes_its_path(value):
+        raise InvalidValueError(
+            f"Invalid {kind} name: '{value}'. Names may only contain alphanumerics, "
+            "underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/).",
+            field=kind,
+        )
+    return value
+
+
+def _escapes_its_path(value: str) -> bool:
+    normalized = posixpath.normpath(value)
+    return normalized != value or normalized == "." or normalized.startswith(("..", "/"))
+
+
+def param_value(name: str, value: str) -> str:
+    if len(value) > MAX_PARAM_VALUE_LENGTH:
+        raise InvalidValueError(
+            f"Param value for '{name}' is {len(value)} characters long; "
+            f"the limit is {MAX_PARAM_VALUE_LENGTH}",
+            field="params",
+        )
+    return value
+
+
+def tag_value(name: str, value: str) -> str:
+    if len(value) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidValueError(
+            f"Tag value for '{name}' is {len(value)} characters long; "
+            f"the limit is {MAX_TAG_VALUE_LENGTH}",
+            field="tags",
+        )
+    return value
+
+
+def metric_value(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValueError(f"Metric '{name}' has a non-numeric value", field="metrics")
+    return float(value)
+
+
+def is_nan(value: float) -> bool:
+    return math.isnan(value)
+
+
+def slug(value: str) -> str:
+    """A model name: lowercase letters, digits, `.`, `_` and `-`, alphanumeric at both ends."""
+    if len(value) > MAX_NAME_LENGTH or not _SLUG.match(value):
+        raise InvalidValueError(
+            f"'{value}' is not a valid name: use at most {MAX_NAME_LENGTH} lowercase letters, "
+            "digits, '.', '_' or '-', starting and ending with a letter or digit",
+            field="name",
+        )
+    return value
+
+
+def slugify(text: str, *, max_length: int = MAX_NAME_LENGTH) -> str:
+    """Turn free text into a slug: 'My Experiment' -> 'my_experiment'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    collapsed = _SLUG_SEPARATORS.sub("_", ascii_text.lower())
+    trimmed = collapsed[:max_length].strip("._-")
+    return trimmed or "model"
+
+
+def display_name(value: str) -> str:
+    stripped = value.strip()
+    if not stripped:
+        raise InvalidValueError("name must not be empty", field="name")
+    if len(stripped) > MAX_NAME_LENGTH:
+        raise InvalidValueError(f"name is longer than {MAX_NAME_LENGTH} characters", field="name")
+    return stripped
+
+
+def semver(value: str) -> str:
+    """A semantic version as semver.org defines it: '1.2.0', '2.0.0-rc.1+build.5'."""
+    if len(value) > MAX_NAME_LENGTH or not _SEMVER.match(value):
+        raise InvalidValueError(
+            f"'{value}' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0)",
+            field="version",
+        )
+    return value
+
+
+def alias(value: str) -> str:
+    """An alias name as MLflow allows it: not empty, not `latest`, not like `v3`."""
+    if not value:
+        raise InvalidValueError("Alias name cannot be empty", field="alias")
+    if len(value) > MAX_ALIAS_LENGTH:
+        raise InvalidValueError(
+            f"Alias name is longer than {MAX_ALIAS_LENGTH} characters", field="alias"
+        )
+    if not _ALIAS.match(value):
+        raise InvalidValueError(
+            f"Alias '{value}' must only contain alphanumerics, underscores or dashes",
+            field="alias",
+        )
+    if value.lower() == "latest":
+        raise InvalidValueError("'latest' is a reserved alias name", field="alias")
+    if _VERSION_LIKE_ALIAS.match(value):
+        raise InvalidValueError(
+            f"Alias '{value}' cannot look like a version reference such as 'v1'", field="alias"
+        )
+    return value
+
+
+def metadata(items: Mapping[str, str]) -> dict[str, str]:
+    """Metadata entries (tags): valid names, values within MLflow's tag limit."""
+    return {key(name, kind="metadata"): tag_value(name, value) for name, value in items.items()}

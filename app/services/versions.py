@@ -1,0 +1,237 @@
+"""Model versions: a candidate promoted into a semver release, with aliases and stages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import insert_with_conflicts, utcnow
+from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
+from app.models import (
+    Candidate,
+    CandidateStatus,
+    LifecycleState,
+    Model,
+    ModelAlias,
+    ModelVersion,
+    ModelVersionMetadata,
+    User,
+    VersionStage,
+)
+from app.services import candidates as candidate_service
+from app.services import key_values, validation
+
+
+async def create_version(
+    session: AsyncSession,
+    *,
+    model: Model,
+    candidate: Candidate | None = None,
+    version: str | None = None,
+    description: str | None = None,
+    source: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    user: User | None = None,
+) -> ModelVersion:
+    """Create the model's next version. With a candidate it is promoted; without one a
+    fresh candidate is created for the version. The semver defaults to `<number>.0.0`."""
+    if model.state is not LifecycleState.ACTIVE:
+        raise InvalidValueError(f"Model '{model.display_name}' is deleted", field="model")
+    if version is not None:
+        validation.semver(version)
+    if candidate is not None:
+        _check_promotable(model, candidate)
+    # Bumping the counter locks the model row, so numbers and semvers cannot race.
+    number = await session.scalar(
+        sa.update(Model)
+        .where(Model.id == model.id)
+        .values(last_version_number=Model.last_version_number + 1, registered=True)
+        .returning(Model.last_version_number)
+    )
+    assert number is not None
+    semver = version if version is not None else f"{number}.0.0"
+    taken = await session.scalar(
+        sa.select(ModelVersion.id).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == semver
+        )
+    )
+    if taken is not None:
+        raise AlreadyExistsError(
+            f"Model '{model.display_name}' already has version {semver}", field="version"
+        )
+    if candidate is None:
+        candidate = await candidate_service.create_candidate(
+            session,
+            model=model,
+            name=f"version-{semver}",
+            status=CandidateStatus.FINISHED,
+            user=user,
+        )
+    model_version = ModelVersion(
+        project_id=model.project_id,
+        model_id=model.id,
+        number=number,
+        version=semver,
+        description=description,
+        source=source,
+        created_by_id=user.id if user else None,
+    )
+    session.add(model_version)
+    await session.flush()
+    candidate.model_version_id = model_version.id
+    model.registered = True
+    model.updated_at = utcnow()
+    await session.flush()
+    if metadata:
+        await set_version_metadata(session, version=model_version, items=metadata)
+    return model_version
+
+
+def _check_promotable(model: Model, candidate: Candidate) -> None:
+    if candidate.project_id != model.project_id:
+        raise NotFoundError(f"Candidate '{candidate.eid}' does not exist", field="candidate")
+    if candidate.state is not LifecycleState.ACTIVE:
+        raise InvalidValueError(f"Candidate '{candidate.eid}' is deleted", field="candidate")
+    if candidate.model_version_id is not None:
+        raise AlreadyExistsError(
+            f"Candidate '{candidate.eid}' is already the candidate of another version",
+            field="candidate",
+        )
+
+
+async def get_version(
+    session: AsyncSession,
+    *,
+    model: Model,
+    number: int | None = None,
+    version: str | None = None,
+    alias: str | None = None,
+) -> ModelVersion:
+    """A version of the model by its number, its semver or an alias."""
+    query = sa.select(ModelVersion).where(
+        ModelVersion.model_id == model.id, ModelVersion.state == LifecycleState.ACTIVE
+    )
+    if number is not None:
+        query, label = query.where(ModelVersion.number == number), str(number)
+    elif version is not None:
+        query, label = query.where(ModelVersion.version == version), version
+    elif alias is not None:
+        query = query.join(ModelAlias, ModelAlias.version_id == ModelVersion.id).where(
+            ModelAlias.model_id == model.id, ModelAlias.alias == alias
+        )
+        label = f"@{alias}"
+    else:
+        raise InvalidValueError("a version is looked up by number, semver or alias")
+    found = await session.scalar(query)
+    if found is None:
+        raise NotFoundError(f"Model '{model.display_name}' has no version {label}", field="version")
+    return found
+
+
+async def list_versions(
+    session: AsyncSession, *, model: Model, limit: int = 100, offset: int = 0
+) -> list[ModelVersion]:
+    """Versions of a model, newest first."""
+    rows = await session.scalars(
+        sa.select(ModelVersion)
+        .where(ModelVersion.model_id == model.id, ModelVersion.state == LifecycleState.ACTIVE)
+        .order_by(ModelVersion.number.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows)
+
+
+async def get_version_candidate(session: AsyncSession, *, version: ModelVersion) -> Candidate:
+    candidate = await session.scalar(
+        sa.select(Candidate).where(Candidate.model_version_id == version.id)
+    )
+    if candidate is None:
+        raise NotFoundError(f"Version {version.version} has no candidate")
+    return candidate
+
+
+async def update_version(
+    session: AsyncSession,
+    *,
+    version: ModelVersion,
+    description: str | None = None,
+    stage: VersionStage | None = None,
+    archive_existing_versions: bool = False,
+) -> ModelVersion:
+    """Change a version's description or stage; moving one into Staging or Production
+    can archive the versions already there (MLflow's transition-stage)."""
+    if description is not None:
+        version.description = description
+    if stage is not None:
+        if archive_existing_versions and stage in (VersionStage.STAGING, VersionStage.PRODUCTION):
+            await session.execute(
+                sa.update(ModelVersion)
+                .where(
+                    ModelVersion.model_id == version.model_id,
+                    ModelVersion.id != version.id,
+                    ModelVersion.stage == stage,
+                )
+                .values(stage=VersionStage.ARCHIVED, updated_at=utcnow())
+            )
+        version.stage = stage
+    version.updated_at = utcnow()
+    await session.flush()
+    return version
+
+
+async def delete_version(session: AsyncSession, *, version: ModelVersion) -> None:
+    """Remove a version; its candidate stays, unlinked, and its aliases go with it."""
+    await session.execute(
+        sa.update(Candidate)
+        .where(Candidate.model_version_id == version.id)
+        .values(model_version_id=None)
+    )
+    await session.delete(version)
+    await session.flush()
+
+
+async def set_alias(
+    session: AsyncSession, *, model: Model, alias: str, version: ModelVersion
+) -> None:
+    """Point an alias at a version, moving it if another version held it."""
+    validation.alias(alias)
+    if version.model_id != model.id:
+        raise InvalidValueError("An alias points at a version of its own model", field="alias")
+    statement = insert_with_conflicts(session, ModelAlias)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["model_id", "alias"], set_={"version_id": version.id}
+        ).values(model_id=model.id, alias=alias, version_id=version.id)
+    )
+
+
+async def delete_alias(session: AsyncSession, *, model: Model, alias: str) -> None:
+    result = await session.execute(
+        sa.delete(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFoundError(f"Model '{model.display_name}' has no alias '{alias}'", field="alias")
+
+
+async def get_aliases(session: AsyncSession, *, version: ModelVersion) -> list[str]:
+    rows = await session.scalars(
+        sa.select(ModelAlias.alias)
+        .where(ModelAlias.version_id == version.id)
+        .order_by(ModelAlias.alias)
+    )
+    return list(rows)
+
+
+async def set_version_metadata(
+    session: AsyncSession, *, version: ModelVersion, items: Mapping[str, str]
+) -> None:
+    """Set metadata entries, replacing existing values, in one statement."""
+    entries = validation.metadata(items)
+    await key_values.replace(session, ModelVersionMetadata, owner_id=version.id, items=entries)
+
+
+async def get_version_metadata(session: AsyncSession, *, version: ModelVersion) -> dict[str, str]:
+    return await key_values.read(session, ModelVersionMetadata, owner_id=version.id)

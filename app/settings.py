@@ -1,0 +1,123 @@
+"""Configuration: one settings class, read from `MODELREG_*` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DATABASE_SCHEMES = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Unset values fall back to the embedded default."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELREG_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    artifacts: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Soft-deleted runs are purged this many days after their deletion; 0 purges all.
+    deleted_run_retention_days: float = Field(default=30, ge=0)
+    # A failed job waits min(2**attempts * base, max) seconds before its next attempt.
+    job_retry_base_seconds: float = Field(default=10, ge=0)
+    job_retry_max_seconds: float = Field(default=3600, ge=0)
+    # A job pushed to Redis this long ago that has not started is pushed again by the sweep.
+    job_requeue_after_seconds: float = Field(default=600, ge=0)
+    # Embedded mode (no Redis): how often the in-process runner looks for due jobs.
+    job_poll_interval_seconds: float = Field(default=10, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_uses_a_supported_driver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme, separator, rest = value.partition("://")
+        if not separator or scheme not in _DATABASE_SCHEMES:
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return f"{_DATABASE_SCHEMES[scheme]}://{rest}"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_redis(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifacts_is_a_path_or_bucket(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.startswith("s3://"):
+            bucket = value.removeprefix("s3://").split("/", 1)[0]
+            if not bucket:
+                raise ValueError("s3:// location needs a bucket: s3://bucket/prefix")
+        elif "://" in value and not value.startswith("file://"):
+            raise ValueError("must be a directory or an s3://bucket/prefix location")
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'modelreg.db').resolve()}"
+
+    @property
+    def s3_location(self) -> S3Location | None:
+        """The S3 bucket and key prefix when artifacts go to S3, else None."""
+        if not self.artifacts or not self.artifacts.startswith("s3://"):
+            return None
+        bucket, _, prefix = self.artifacts.removeprefix("s3://").partition("/")
+        return S3Location(bucket=bucket, prefix=prefix.strip("/"))
+
+    @property
+    def artifact_directory(self) -> Path:
+        """The local artifact directory (used when artifacts are not on S3)."""
+        if self.artifacts and not self.artifacts.startswith("s3://"):
+            return Path(self.artifacts.removeprefix("file://")).resolve()
+        return (self.data_dir / "artifacts").resolve()
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+class SettingsError(Exception):
+    """A setting could not be parsed; the message names the environment variable."""
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, turning validation errors into one line."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting MODELREG_{field.upper()}: {message}") from None

@@ -1,0 +1,125 @@
+"""Shared fixtures: real PostgreSQL, Redis and S3 servers started for the session, and a
+freshly migrated database per test on both SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import migrations
+from app.db import Database
+from app.models import Project
+from app.services import projects
+from tests.services import RedisServer, postgres_server, s3_server
+
+TEMPLATE_DATABASE = "modelreg_template"
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: MODELREG_TEST_POSTGRES_URL if set, else one started here."""
+    if url := os.environ.get("MODELREG_TEST_POSTGRES_URL"):
+        yield url
+        return
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis server the test may stop and start again on the same port."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with s3_server(tmp_path_factory.mktemp("s3")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    await asyncio.to_thread(migrations.upgrade, f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+async def _admin_connection(postgres_url: str) -> asyncpg.Connection:
+    url = make_url(postgres_url)
+    return await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database="postgres"
+    )
+
+
+@pytest.fixture(scope="session")
+async def postgres_template(postgres_url: str) -> str:
+    """A PostgreSQL database migrated to head once; each test gets a copy of it."""
+    connection = await _admin_connection(postgres_url)
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DATABASE}")
+        await connection.execute(f"CREATE DATABASE {TEMPLATE_DATABASE}")
+    finally:
+        await connection.close()
+    url = make_url(postgres_url).set(database=TEMPLATE_DATABASE).render_as_string(False)
+    await asyncio.to_thread(migrations.upgrade, url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(
+    backend: str,
+    tmp_path: Path,
+    sqlite_template: Path,
+    postgres_url: str,
+    postgres_template: str,
+) -> str:
+    """The URL of a fresh database at the newest migration, on the test's backend."""
+    if backend == "sqlite":
+        path = tmp_path / "modelreg.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    name = f"modelreg_test_{os.getpid()}_{next(_database_numbers)}"
+    connection = await _admin_connection(postgres_url)
+    try:
+        await connection.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}")
+    finally:
+        await connection.close()
+    return make_url(postgres_url).set(database=name).render_as_string(False)
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def session(database: Database) -> AsyncIterator[AsyncSession]:
+    """One session whose transaction commits at the end of the test."""
+    async with database.session() as session:
+        yield session
+
+
+@pytest.fixture
+async def project(session: AsyncSession) -> Project:
+    return await projects.get_default_project(session)

@@ -1,0 +1,392 @@
+"""Real, throwaway servers for the test session: PostgreSQL, Redis and S3 (moto).
+
+Each server listens on a free loopback port, logs into the given work directory and is
+stopped through its process id when its context manager exits, even if the body raised.
+
+    with postgres_server(tmp) as database_url, redis_server(tmp) as redis_url:
+        ...
+
+`RedisServer` can also be stopped and started again on the same port in the middle of a
+test, to check what happens while Redis is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "POSTGRES_USER",
+    "RedisServer",
+    "free_port",
+    "postgres_server",
+    "redis_server",
+    "s3_server",
+]
+
+LOOPBACK = "127.0.0.1"
+POSTGRES_USER = "postgres"
+"""The superuser of the throwaway cluster (trust authentication, no password)."""
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+def _spawn(
+    command: list[str],
+    log_path: Path,
+    *,
+    cwd: Path,
+    account: pwd.struct_passwd | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `command` in its own session with its output appended to `log_path`.
+
+    With `account`, the process runs as that user (used to run PostgreSQL as `postgres`
+    when the tests run as root).
+    """
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # A session of its own: Ctrl-C in the terminal reaches pytest only, whose
+            # teardown then stops the server in order.
+            start_new_session=True,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes], stop_signal: signal.Signals) -> None:
+    """Send `stop_signal` to the process and wait; kill its process group if it hangs."""
+    if process.poll() is not None:
+        return
+    process.send_signal(stop_signal)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # The process leads its own process group (start_new_session), so this also
+        # reaches children such as PostgreSQL backends.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _log_tail(log_path: Path, lines: int = 30) -> str:
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {log_path})"
+    tail = "\n".join(text.splitlines()[-lines:])
+    return f"last lines of {log_path}:\n{tail}"
+
+
+def _wait_until_ready(
+    name: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    is_ready: Callable[[], bool],
+    timeout: float = START_TIMEOUT,
+) -> None:
+    """Poll `is_ready` until it holds; fail with the log tail if the server dies or hangs."""
+    deadline = time.monotonic() + timeout
+    while not is_ready():
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with code {process.returncode} before accepting "
+                f"connections; {_log_tail(log_path)}"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{name} did not accept connections within {timeout:.0f}s; {_log_tail(log_path)}"
+            )
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _running(
+    name: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    is_ready: Callable[[], bool],
+    stop_signal: signal.Signals,
+) -> Iterator[None]:
+    """Wait for a started server, and stop it however the body (or the wait) ends."""
+    try:
+        _wait_until_ready(name, process, log_path, is_ready)
+        yield
+    finally:
+        _stop(process, stop_signal)
+
+
+def _require(binary: str, package: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise RuntimeError(f"{binary} not found on PATH; on Debian install the '{package}' package")
+    return path
+
+
+# --- PostgreSQL --------------------------------------------------------------------------
+
+_POSTGRES_PACKAGE_HINT = "on Debian install the 'postgresql' package"
+
+
+def _version_key(directory: Path) -> tuple[int, ...]:
+    """(15,) for /usr/lib/postgresql/15/bin, so that 15 sorts above 9.6."""
+    return tuple(int(part) for part in directory.parent.name.split(".") if part.isdigit())
+
+
+def _postgres_bindir() -> Path:
+    """The directory holding `initdb` and `postgres`: from PATH, else the newest Debian one."""
+    on_path = shutil.which("initdb")
+    candidates = [Path(on_path).resolve().parent] if on_path else []
+    installed = [path.parent for path in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
+    candidates += sorted(installed, key=_version_key, reverse=True)
+    for bindir in candidates:
+        if (bindir / "postgres").is_file() and (bindir / "pg_isready").is_file():
+            return bindir
+    raise RuntimeError(
+        "PostgreSQL server binaries (initdb, postgres, pg_isready) not found on PATH "
+        f"or under /usr/lib/postgresql/*/bin; {_POSTGRES_PACKAGE_HINT}"
+    )
+
+
+def _postgres_account() -> pwd.struct_passwd | None:
+    """The account to run PostgreSQL as: None (ourselves) unless we are root.
+
+    PostgreSQL refuses to run as root, so as root both initdb and the server run as the
+    `postgres` system user that the Debian package creates.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError(
+            "PostgreSQL refuses to run as root and there is no 'postgres' system user "
+            f"to run it as; {_POSTGRES_PACKAGE_HINT} (it creates that user)"
+        ) from None
+
+
+def _cluster_directory(workdir: Path, account: pwd.struct_passwd | None) -> Path:
+    """An empty directory for the cluster's data and socket, writable by `account`."""
+    if account is None:
+        return Path(tempfile.mkdtemp(prefix="postgres-", dir=workdir))
+    # pytest's temporary directories are private to root (mode 0700), so the postgres
+    # user could not reach a cluster inside them: use the world-traversable system
+    # temporary directory instead, with a directory owned by that user.
+    directory = Path(tempfile.mkdtemp(prefix="modelreg-postgres-"))
+    os.chown(directory, account.pw_uid, account.pw_gid)
+    return directory
+
+
+@contextlib.contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    """A fresh PostgreSQL cluster; yields its URL for SQLAlchemy with asyncpg.
+
+    The URL is `postgresql+asyncpg://postgres@127.0.0.1:PORT/postgres`: a superuser with
+    trust authentication, so it can create databases. The settings trade durability for
+    speed (no fsync), which suits throwaway test data.
+    """
+    bindir = _postgres_bindir()
+    account = _postgres_account()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "postgres.log"
+    cluster = _cluster_directory(workdir, account)
+    try:
+        data = cluster / "data"
+        initdb = [
+            str(bindir / "initdb"),
+            f"--pgdata={data}",
+            f"--username={POSTGRES_USER}",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]
+        initdb_log = workdir / "initdb.log"
+        if _spawn(initdb, initdb_log, cwd=cluster, account=account).wait() != 0:
+            raise RuntimeError(f"initdb failed; {_log_tail(initdb_log)}")
+
+        port = free_port()
+        settings = {
+            "listen_addresses": LOOPBACK,
+            "port": str(port),
+            "unix_socket_directories": str(cluster),
+            "max_connections": "200",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        server = [str(bindir / "postgres"), "-D", str(data)]
+        for name, value in settings.items():
+            server += ["-c", f"{name}={value}"]
+        is_ready = [
+            str(bindir / "pg_isready"),
+            *("--host", LOOPBACK, "--port", str(port)),
+            *("--username", POSTGRES_USER, "--dbname", "postgres", "--quiet"),
+        ]
+
+        def accepts_connections() -> bool:
+            return subprocess.run(is_ready, check=False, timeout=10).returncode == 0
+
+        process = _spawn(server, log_path, cwd=cluster, account=account)
+        # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients that a
+        # test left connected, unlike SIGTERM's "smart" shutdown.
+        with _running("PostgreSQL", process, log_path, accepts_connections, signal.SIGINT):
+            yield f"postgresql+asyncpg://{POSTGRES_USER}@{LOOPBACK}:{port}/postgres"
+    finally:
+        shutil.rmtree(cluster, ignore_errors=True)
+
+
+# --- Redis -------------------------------------------------------------------------------
+
+
+def _redis_answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A redis-server without persistence on one loopback port, for the whole session.
+
+    `stop()` and `start()` may be called any number of times; the server always comes
+    back on the same port, so clients holding `url` reconnect to it.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.binary = _require("redis-server", "redis-server")
+        self.workdir = workdir
+        self.port = free_port() if port is None else port
+        self.log_path = workdir / "redis.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the running server, None while stopped."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the server (no-op if running) and wait until it answers PING."""
+        if self.is_running:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        command = [
+            self.binary,
+            *("--bind", LOOPBACK, "--port", str(self.port)),
+            *("--save", "", "--appendonly", "no"),
+            *("--dir", str(self.workdir), "--daemonize", "no"),
+        ]
+        process = _spawn(command, self.log_path, cwd=self.workdir)
+        self._process = process
+        try:
+            _wait_until_ready(
+                "redis-server", process, self.log_path, lambda: _redis_answers_ping(self.port)
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the server (no-op if stopped) and wait until its process is gone."""
+        if self._process is not None:
+            _stop(self._process, signal.SIGTERM)
+            self._process = None
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A redis-server without persistence; yields `redis://127.0.0.1:PORT/0`."""
+    with RedisServer(workdir) as server:
+        yield server.url
+
+
+# --- S3 (moto) ---------------------------------------------------------------------------
+
+# Talk to the local server directly even when an HTTP proxy is configured.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _answers_http(url: str) -> bool:
+    try:
+        with _NO_PROXY.open(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer, even an error status, means it is serving
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def s3_server(workdir: Path) -> Iterator[str]:
+    """moto in server mode, an S3 lookalike; yields its endpoint `http://127.0.0.1:PORT`.
+
+    It accepts any credentials and region, and keeps everything in memory.
+    """
+    if importlib.util.find_spec("moto") is None:
+        raise RuntimeError("moto is not installed; install the project's 'test' extra")
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "moto.log"
+    port = free_port()
+    endpoint = f"http://{LOOPBACK}:{port}"
+    command = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+
+    def is_serving() -> bool:
+        return _answers_http(endpoint)
+
+    process = _spawn(command, log_path, cwd=workdir)
+    with _running("moto server", process, log_path, is_serving, signal.SIGTERM):
+        yield endpoint

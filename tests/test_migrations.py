@@ -1,0 +1,148 @@
+"""The Alembic migrations on both backends: they build exactly the ORM's schema, tear it
+down again, and tell whether a database is at the newest revision."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, make_url
+
+import app.models  # noqa: F401  (registers every table on the metadata)
+from app import migrations
+from app.db import Base, create_engine
+
+_database_numbers = itertools.count(1)
+
+
+async def _admin_connection(postgres_url: str) -> Any:
+    url = make_url(postgres_url)
+    return await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database="postgres"
+    )
+
+
+@pytest.fixture
+async def empty_database_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """The URL of a database with no tables at all, on the test's backend."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    name = f"modelreg_migrations_{os.getpid()}_{next(_database_numbers)}"
+    connection = await _admin_connection(postgres_url)
+    try:
+        await connection.execute(f"CREATE DATABASE {name}")
+    finally:
+        await connection.close()
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(False)
+    finally:
+        connection = await _admin_connection(postgres_url)
+        try:
+            await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await connection.close()
+
+
+async def _table_names(database_url: str) -> set[str]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            names: list[str] = await connection.run_sync(
+                lambda sync: sa.inspect(sync).get_table_names()
+            )
+    finally:
+        await engine.dispose()
+    return set(names)
+
+
+async def _current_revision(database_url: str) -> str | None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            revision: str | None = await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+    return revision
+
+
+async def _is_at_head(database_url: str) -> bool:
+    engine = create_engine(database_url)
+    try:
+        return await migrations.is_at_head(engine)
+    finally:
+        await engine.dispose()
+
+
+def _head_revision(database_url: str) -> str | None:
+    return ScriptDirectory.from_config(migrations.alembic_config(database_url)).get_current_head()
+
+
+def _schema_differences(connection: Connection) -> list[Any]:
+    # Configured as migrations/env.py configures autogenerate.
+    context = MigrationContext.configure(
+        connection=connection,
+        opts={"target_metadata": Base.metadata, "compare_type": True},
+    )
+    differences: list[Any] = compare_metadata(context, Base.metadata)
+    return differences
+
+
+async def test_upgrade_downgrade_upgrade_round_trips_on_both_backends(
+    empty_database_url: str,
+) -> None:
+    orm_tables = set(Base.metadata.tables)
+
+    await asyncio.to_thread(migrations.upgrade, empty_database_url)
+    assert await _table_names(empty_database_url) == orm_tables | {"alembic_version"}
+    assert await _current_revision(empty_database_url) == _head_revision(empty_database_url)
+
+    await asyncio.to_thread(migrations.downgrade, empty_database_url, "base")
+    assert await _table_names(empty_database_url) == {"alembic_version"}
+    assert await _current_revision(empty_database_url) is None
+
+    await asyncio.to_thread(migrations.upgrade, empty_database_url)
+    assert await _table_names(empty_database_url) == orm_tables | {"alembic_version"}
+    assert await _current_revision(empty_database_url) == _head_revision(empty_database_url)
+
+
+async def test_migrated_schema_matches_the_orm_metadata_on_both_backends(
+    empty_database_url: str,
+) -> None:
+    await asyncio.to_thread(migrations.upgrade, empty_database_url)
+
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(_schema_differences)
+    finally:
+        await engine.dispose()
+
+    assert differences == []
+
+
+async def test_is_at_head_is_false_on_an_empty_database_and_true_after_upgrade(
+    empty_database_url: str,
+) -> None:
+    assert await _is_at_head(empty_database_url) is False
+
+    await asyncio.to_thread(migrations.upgrade, empty_database_url)
+    assert await _is_at_head(empty_database_url) is True
+
+    await asyncio.to_thread(migrations.downgrade, empty_database_url, "base")
+    assert await _is_at_head(empty_database_url) is False

@@ -1,0 +1,92 @@
+"""Running one job: claim it, call its handler, record the outcome. Both transports
+(arq workers and the in-process runner) call `run_job`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable
+
+from app.db import Database
+from app.models import Job
+from app.services import jobs
+from app.settings import Settings
+from workers import registry
+from workers.context import JobContext
+
+logger = logging.getLogger(__name__)
+
+
+async def run_job(database: Database, settings: Settings, job_id: int) -> None:
+    """Run a job if it is due and no other runner holds it. Never raises (cancellation
+    aside): a failing handler is logged with the job id and recorded on the row, to be
+    retried with backoff or failed once its attempts are used up."""
+    try:
+        job = await jobs.claim(database, job_id)
+    except Exception:
+        logger.exception("job %s: could not be claimed", job_id)
+        return
+    if job is None:
+        logger.debug("job %s: not due, finished, or held by another runner", job_id)
+        return
+    try:
+        await _run_claimed(database, settings, job)
+    except asyncio.CancelledError:
+        # The runner is shutting down: hand the job back so the next one starts it at once.
+        with contextlib.suppress(Exception):
+            await jobs.release(database, job)
+        raise
+
+
+async def _run_claimed(database: Database, settings: Settings, job: Job) -> None:
+    if job.attempts > job.max_attempts:
+        # Only an expired lease gets here: the worker died during every attempt.
+        error = f"its worker stopped during each of its {job.max_attempts} attempts"
+        logger.error("job %s (%s) failed: %s", job.id, job.kind, error)
+        await _record(job, _failed(database, settings, job, error))
+        return
+    try:
+        handler = registry.handler_for(job.kind)
+        await handler(JobContext(database=database, settings=settings), job)
+    except Exception as error:
+        logger.exception(
+            "job %s (%s) failed on attempt %s of %s",
+            job.id,
+            job.kind,
+            job.attempts,
+            job.max_attempts,
+        )
+        await _record(job, _failed(database, settings, job, _describe(error)))
+        return
+    await _record(job, jobs.mark_succeeded(database, job))
+    logger.info("job %s (%s) succeeded on attempt %s", job.id, job.kind, job.attempts)
+
+
+def _failed(database: Database, settings: Settings, job: Job, error: str) -> Awaitable[bool]:
+    return jobs.mark_failed_or_retry(
+        database,
+        job,
+        error=error,
+        backoff_base=dt.timedelta(seconds=settings.job_retry_base_seconds),
+        backoff_cap=dt.timedelta(seconds=settings.job_retry_max_seconds),
+    )
+
+
+async def _record(job: Job, outcome: Awaitable[bool]) -> None:
+    try:
+        applied = await outcome
+    except Exception:
+        # The row keeps its lease; once that expires the job runs again.
+        logger.exception("job %s: could not record its outcome", job.id)
+        return
+    if not applied:
+        logger.warning(
+            "job %s: its lease expired and another runner took it over; outcome dropped", job.id
+        )
+
+
+def _describe(error: Exception) -> str:
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
