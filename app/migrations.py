@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from importlib.resources import files
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,7 +38,8 @@ def head_revision() -> str | None:
 async def is_at_head(engine: AsyncEngine) -> bool:
     """Whether the database's schema is at the newest migration."""
     async with engine.connect() as connection:
-        current = await connection.run_sync(
-            lambda sync: MigrationContext.configure(sync).get_current_revision()
-        )
-    return current == head_revision()
+        try:
+            current = await connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
+        except sa.exc.DBAPIError:
+            return False  # no alembic_version table: never migrated
+    return bool(current == head_revision())

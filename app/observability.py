@@ -36,7 +36,13 @@ class JsonFormatter(logging.Formatter):
         }
         if (current := request_id.get()) is not None:
             entry["request_id"] = current
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRIBUTES})
+        entry.update(
+            {
+                key: value
+                for key, value in vars(record).items()
+                if key not in _STANDARD_ATTRIBUTES and key not in self._dropped_extras
+            }
+        )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
