@@ -9,11 +9,10 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
-from strawberry.asgi import GraphQL
 
 from app import ops
 from app.db import Database
-from app.graphql.schema import schema
+from app.graphql.endpoint import GraphQLEndpoint
 from app.observability import RequestLogMiddleware
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
@@ -38,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
 
     return Starlette(
-        routes=[*ops.routes, Route("/graphql", GraphQL(schema), methods=["GET", "POST"])],
+        routes=[*ops.routes, Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"])],
         middleware=[Middleware(RequestLogMiddleware)],
         lifespan=lifespan,
     )

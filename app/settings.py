@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # On start, creates the administrator with this token when no administrator exists.
+    bootstrap_admin_token: str | None = Field(default=None, min_length=20)
     # Soft-deleted runs are purged this many days after their deletion; 0 purges all.
     deleted_run_retention_days: float = Field(default=30, ge=0)
     # A failed job waits min(2**attempts * base, max) seconds before its next attempt.

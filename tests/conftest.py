@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import migrations
 from app.db import Database
 from app.models import Project
-from app.services import projects
+from app.services import auth, projects
 from tests.services import RedisServer, postgres_server, s3_server
 
 TEMPLATE_DATABASE = "modelreg_template"
@@ -123,3 +123,9 @@ async def session(database: Database) -> AsyncIterator[AsyncSession]:
 @pytest.fixture
 async def project(session: AsyncSession) -> Project:
     return await projects.get_default_project(session)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache() -> None:
+    """Each test starts with no cached token verdicts from another test's database."""
+    auth.forget_cached_tokens()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import shutil
@@ -19,33 +18,8 @@ from sqlalchemy.engine import make_url
 from app import migrations
 from app.main import create_app
 from app.observability import JsonFormatter
-from app.settings import Settings
+from tests.clients import app_settings, serving
 from tests.services import RedisServer, free_port
-
-
-def _settings(tmp_path: Path, database_url: str, redis_url: str | None = None) -> Settings:
-    """Settings naming every location, so no MODELREG_* variable of the caller leaks in."""
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        redis_url=redis_url,
-        artifacts=str(artifacts),
-    )
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan started, and a client that talks to it in process."""
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://modelreg.test"
-        ) as client,
-    ):
-        yield client
 
 
 def _dead_postgres_url() -> str:
@@ -92,7 +66,7 @@ def request_log() -> Iterator[_Lines]:
 async def test_readyz_is_200_with_database_ok_on_a_migrated_database(
     database_url: str, tmp_path: Path
 ) -> None:
-    async with serving(_settings(tmp_path, database_url)) as client:
+    async with serving(app_settings(tmp_path, database_url)) as client:
         response = await client.get("/readyz")
 
     assert response.status_code == 200, response.text
@@ -100,7 +74,7 @@ async def test_readyz_is_200_with_database_ok_on_a_migrated_database(
 
 
 async def test_healthz_is_200_on_both_backends(database_url: str, tmp_path: Path) -> None:
-    async with serving(_settings(tmp_path, database_url)) as client:
+    async with serving(app_settings(tmp_path, database_url)) as client:
         response = await client.get("/healthz")
 
     assert response.status_code == 200
@@ -110,7 +84,7 @@ async def test_healthz_is_200_on_both_backends(database_url: str, tmp_path: Path
 async def test_readyz_is_503_with_database_unreachable_when_postgres_port_is_closed(
     tmp_path: Path,
 ) -> None:
-    async with serving(_settings(tmp_path, _dead_postgres_url())) as client:
+    async with serving(app_settings(tmp_path, _dead_postgres_url())) as client:
         response = await client.get("/readyz")
         health = await client.get("/healthz")
 
@@ -124,7 +98,7 @@ async def test_readyz_is_503_with_database_unreachable_when_postgres_port_is_clo
 async def test_readyz_turns_503_when_the_database_goes_away_while_serving(
     database_url: str, postgres_url: str, tmp_path: Path
 ) -> None:
-    async with serving(_settings(tmp_path, database_url)) as client:
+    async with serving(app_settings(tmp_path, database_url)) as client:
         before = await client.get("/readyz")
 
         url = make_url(postgres_url)
@@ -147,7 +121,7 @@ async def test_readyz_turns_503_when_the_database_goes_away_while_serving(
 async def test_readyz_is_503_with_redis_unreachable_when_redis_port_is_closed(
     database_url: str, tmp_path: Path
 ) -> None:
-    settings = _settings(tmp_path, database_url, redis_url=_dead_redis_url())
+    settings = app_settings(tmp_path, database_url, redis_url=_dead_redis_url())
     async with serving(settings) as client:
         response = await client.get("/readyz")
 
@@ -163,7 +137,7 @@ async def test_readyz_is_200_with_redis_ok_when_redis_answers(
     database_url: str, redis: RedisServer, tmp_path: Path
 ) -> None:
     redis.start()
-    settings = _settings(tmp_path, database_url, redis_url=redis.url)
+    settings = app_settings(tmp_path, database_url, redis_url=redis.url)
     async with serving(settings) as client:
         response = await client.get("/readyz")
 
@@ -175,7 +149,7 @@ async def test_readyz_is_200_with_redis_ok_when_redis_answers(
 async def test_readyz_is_503_when_the_schema_falls_behind_head(
     database_url: str, tmp_path: Path
 ) -> None:
-    async with serving(_settings(tmp_path, database_url)) as client:
+    async with serving(app_settings(tmp_path, database_url)) as client:
         before = await client.get("/readyz")
         await asyncio.to_thread(migrations.downgrade, database_url, "base")
         after = await client.get("/readyz")
@@ -198,7 +172,7 @@ async def client(
     """An app on a migrated SQLite database (the request id does not depend on the backend)."""
     database_path = tmp_path / "modelreg.db"
     shutil.copyfile(request.getfixturevalue("sqlite_template"), database_path)
-    async with serving(_settings(tmp_path, f"sqlite+aiosqlite:///{database_path}")) as client:
+    async with serving(app_settings(tmp_path, f"sqlite+aiosqlite:///{database_path}")) as client:
         yield client
 
 
@@ -266,7 +240,7 @@ async def test_an_unhandled_error_response_still_carries_the_request_id(
 ) -> None:
     # Without its lifespan the app has no runtime, so /readyz raises: this stands in for
     # any handler that fails with an unexpected exception.
-    app = create_app(_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}"))
+    app = create_app(app_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}"))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://modelreg.test") as client:
         response = await client.get("/readyz", headers={"X-Request-ID": "trace-crash"})

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-import app
+from app.graphql.errors import EXCEPTION_HANDLERS
+from app.graphql.mutations import Mutation
+from app.graphql.queries import Query
 
-
-def _server_version() -> str:
-    return app.__version__
-
-
-@strawberry.type
-class Query:
-    version: str = strawberry.field(
-        resolver=_server_version, description="The version of the modelreg server."
-    )
-
-
-schema = strawberry.Schema(query=Query)
+schema = strawberry.Schema(query=Query, mutation=Mutation, exception_handlers=EXCEPTION_HANDLERS)

@@ -23,9 +23,9 @@ from app.models import (
     LifecycleState,
     Model,
     Project,
-    User,
 )
-from app.services import key_values, validation
+from app.services import audit, key_values, validation
+from app.services.actor import Actor
 from app.services.projects import next_iid
 
 MAX_METRICS_PER_BATCH = 1000
@@ -60,7 +60,7 @@ async def create_candidate(
     status: CandidateStatus = CandidateStatus.RUNNING,
     start_time: int | None = None,
     metadata: Mapping[str, str] | None = None,
-    user: User | None = None,
+    actor: Actor | None = None,
 ) -> Candidate:
     """Start a candidate of a model (MLflow's create-run)."""
     if model.state is not LifecycleState.ACTIVE:
@@ -81,10 +81,11 @@ async def create_candidate(
         name=name,
         status=status,
         start_time=now_ms() if start_time is None else start_time,
-        user_id=user.id if user else None,
+        user_id=actor.user_id if actor else None,
     )
     session.add(candidate)
     await session.flush()
+    await audit.record(session, actor=actor, action="candidate.create", target=candidate)
     if metadata:
         await log_batch(session, candidate=candidate, tags=metadata)
     return candidate
@@ -139,6 +140,7 @@ async def update_candidate(
     name: str | None = None,
     status: CandidateStatus | None = None,
     end_time: int | None = None,
+    actor: Actor | None = None,
 ) -> Candidate:
     """Rename a candidate or move it to another status (MLflow's update-run)."""
     _require_active(candidate)
@@ -154,23 +156,30 @@ async def update_candidate(
     if end_time is not None:
         candidate.end_time = end_time
     await session.flush()
+    await audit.record(session, actor=actor, action="candidate.update", target=candidate)
     return candidate
 
 
-async def delete_candidate(session: AsyncSession, *, candidate: Candidate) -> Candidate:
+async def delete_candidate(
+    session: AsyncSession, *, candidate: Candidate, actor: Actor | None = None
+) -> Candidate:
     """Soft-delete (MLflow's delete-run); purged after the retention period."""
     candidate.state = LifecycleState.DELETED
     candidate.deleted_at = utcnow()
     await session.flush()
+    await audit.record(session, actor=actor, action="candidate.delete", target=candidate)
     return candidate
 
 
-async def restore_candidate(session: AsyncSession, *, candidate: Candidate) -> Candidate:
+async def restore_candidate(
+    session: AsyncSession, *, candidate: Candidate, actor: Actor | None = None
+) -> Candidate:
     if candidate.state is not LifecycleState.DELETED:
         raise InvalidValueError(f"Candidate '{candidate.eid}' is not deleted")
     candidate.state = LifecycleState.ACTIVE
     candidate.deleted_at = None
     await session.flush()
+    await audit.record(session, actor=actor, action="candidate.restore", target=candidate)
     return candidate
 
 
@@ -352,6 +361,30 @@ def _point(value: float | None, is_nan: bool, name: str, step: int, timestamp: i
         step=step,
         timestamp=timestamp,
     )
+
+
+async def get_latest_metrics_of(
+    session: AsyncSession, *, candidate_ids: list[int]
+) -> dict[int, list[MetricPoint]]:
+    """The latest value of every metric of many candidates, in one query."""
+    found: dict[int, list[MetricPoint]] = {candidate_id: [] for candidate_id in candidate_ids}
+    if not candidate_ids:
+        return found
+    rows = await session.execute(
+        sa.select(
+            CandidateLatestMetric.candidate_id,
+            CandidateLatestMetric.value,
+            CandidateLatestMetric.is_nan,
+            CandidateLatestMetric.name,
+            CandidateLatestMetric.step,
+            CandidateLatestMetric.timestamp,
+        )
+        .where(CandidateLatestMetric.candidate_id.in_(candidate_ids))
+        .order_by(CandidateLatestMetric.candidate_id, CandidateLatestMetric.name)
+    )
+    for candidate_id, *point in rows:
+        found[candidate_id].append(_point(*point))
+    return found
 
 
 async def get_latest_metrics(session: AsyncSession, *, candidate: Candidate) -> list[MetricPoint]:

@@ -75,3 +75,21 @@ async def delete(session: AsyncSession, table: KeyValueTable, *, owner_id: int, 
         ),
     )
     return result.rowcount > 0
+
+
+async def read_many(
+    session: AsyncSession, table: KeyValueTable, *, owner_ids: list[int]
+) -> dict[int, dict[str, str]]:
+    """The entries of many owners in one query, by owner then name."""
+    found: dict[int, dict[str, str]] = {owner_id: {} for owner_id in owner_ids}
+    if not owner_ids:
+        return found
+    owner = _owner(table)
+    rows = await session.execute(
+        sa.select(owner, table.name, table.value)
+        .where(owner.in_(owner_ids))
+        .order_by(owner, table.name)
+    )
+    for owner_id, name, value in rows:
+        found[owner_id][name] = value
+    return found

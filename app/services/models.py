@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
-from app.models import LifecycleState, Model, ModelMetadata, Project, User
-from app.services import key_values, validation
+from app.models import LifecycleState, Model, ModelMetadata, Project
+from app.services import audit, key_values, validation
+from app.services.actor import Actor
 from app.services.projects import next_iid
 
 VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
@@ -25,7 +26,7 @@ async def create_model(
     description: str | None = None,
     metadata: Mapping[str, str] | None = None,
     registered: bool = False,
-    user: User | None = None,
+    actor: Actor | None = None,
 ) -> Model:
     """Create a model. Without an explicit `name` the slug is derived from the display
     name, with a numeric suffix when another model of the project holds it."""
@@ -47,12 +48,13 @@ async def create_model(
         display_name=display_name,
         description=description,
         registered=registered,
-        created_by_id=user.id if user else None,
+        created_by_id=actor.user_id if actor else None,
     )
     session.add(model)
     await session.flush()
+    await audit.record(session, actor=actor, action="model.create", target=model)
     if metadata:
-        await set_model_metadata(session, model=model, items=metadata)
+        await set_model_metadata(session, model=model, items=metadata, actor=actor)
     return model
 
 
@@ -134,6 +136,7 @@ async def update_model(
     model: Model,
     display_name: str | None = None,
     description: str | None = None,
+    actor: Actor | None = None,
 ) -> Model:
     """Rename (the display name; the slug stays) or re-describe a model."""
     if display_name is not None:
@@ -151,39 +154,56 @@ async def update_model(
         model.description = description
     model.updated_at = utcnow()
     await session.flush()
+    await audit.record(session, actor=actor, action="model.update", target=model)
     return model
 
 
-async def delete_model(session: AsyncSession, *, model: Model) -> Model:
+async def delete_model(session: AsyncSession, *, model: Model, actor: Actor | None = None) -> Model:
     """Soft-delete a model (MLflow's delete-experiment); `restore_model` undoes it."""
     if model.iid == 0:
         raise InvalidValueError("The Default model cannot be deleted", field="model")
     model.state = LifecycleState.DELETED
     model.deleted_at = utcnow()
     await session.flush()
+    await audit.record(session, actor=actor, action="model.delete", target=model)
     return model
 
 
-async def restore_model(session: AsyncSession, *, model: Model) -> Model:
+async def restore_model(
+    session: AsyncSession, *, model: Model, actor: Actor | None = None
+) -> Model:
     if model.state is not LifecycleState.DELETED:
         raise InvalidValueError(f"Model '{model.display_name}' is not deleted", field="model")
     model.state = LifecycleState.ACTIVE
     model.deleted_at = None
     await session.flush()
+    await audit.record(session, actor=actor, action="model.restore", target=model)
     return model
 
 
 async def set_model_metadata(
-    session: AsyncSession, *, model: Model, items: Mapping[str, str]
+    session: AsyncSession, *, model: Model, items: Mapping[str, str], actor: Actor | None = None
 ) -> None:
     """Set metadata entries, replacing existing values, in one statement."""
     entries = validation.metadata(items)
     await key_values.replace(session, ModelMetadata, owner_id=model.id, items=entries)
+    await audit.record(
+        session,
+        actor=actor,
+        action="model.metadata.set",
+        target=model,
+        details={"names": list(entries)},
+    )
 
 
-async def delete_model_metadata(session: AsyncSession, *, model: Model, name: str) -> None:
+async def delete_model_metadata(
+    session: AsyncSession, *, model: Model, name: str, actor: Actor | None = None
+) -> None:
     if not await key_values.delete(session, ModelMetadata, owner_id=model.id, name=name):
         raise NotFoundError(f"Model '{model.display_name}' has no metadata '{name}'", field="name")
+    await audit.record(
+        session, actor=actor, action="model.metadata.delete", target=model, details={"name": name}
+    )
 
 
 async def get_model_metadata(session: AsyncSession, *, model: Model) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Projects: the unit of ownership; every model, candidate and package lives in one."""
+"""Projects: the unit of ownership; every model, candidate and package lives in one,
+and its members' roles decide who may see and change it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
-from app.models import Model, Project, Visibility
+from app.errors import (
+    AlreadyExistsError,
+    ForbiddenError,
+    InvalidValueError,
+    NotFoundError,
+    UnauthenticatedError,
+)
+from app.models import Membership, Model, Project, Role, User, Visibility
+from app.services import audit, policy
+from app.services.actor import Actor
+from app.services.policy import Action
 
 DEFAULT_PROJECT_PATH = "default"
 DEFAULT_MODEL_NAME = "default"
@@ -25,8 +35,11 @@ async def create_project(
     name: str | None = None,
     description: str | None = None,
     visibility: Visibility = Visibility.PRIVATE,
+    owner: User | None = None,
+    actor: Actor | None = None,
 ) -> Project:
-    """Create a project with its `Default` model (MLflow's experiment 0)."""
+    """Create a project with its `Default` model (MLflow's experiment 0); `owner`
+    becomes its first member, as owner."""
     if not _PROJECT_PATH.match(path):
         raise InvalidValueError(
             f"'{path}' is not a valid project path: lowercase letters, digits, '_', '.', '-', "
@@ -46,7 +59,12 @@ async def create_project(
             display_name=DEFAULT_MODEL_DISPLAY_NAME,
         )
     )
+    if owner is not None:
+        session.add(Membership(project_id=project.id, user_id=owner.id, role=Role.OWNER))
     await session.flush()
+    await audit.record(
+        session, actor=actor, action="project.create", target=project, project_id=project.id
+    )
     return project
 
 
@@ -57,9 +75,65 @@ async def get_project(session: AsyncSession, *, path: str) -> Project:
     return project
 
 
+async def find_project(
+    session: AsyncSession, *, actor: Actor | None, path: str, action: Action
+) -> Project:
+    """The project at `path` if `actor` may do `action` there. A project the actor may
+    not read is reported exactly like a missing one."""
+    project = await session.scalar(sa.select(Project).where(Project.path == path))
+    if project is None:
+        if actor is None:
+            raise UnauthenticatedError("authentication is required")
+        raise NotFoundError(f"Project '{path}' does not exist", field="project")
+    await policy.authorize(session, actor, project, action)
+    return project
+
+
 async def get_default_project(session: AsyncSession) -> Project:
     """The `default` project; a migration creates it, so it exists from the first start."""
     return await get_project(session, path=DEFAULT_PROJECT_PATH)
+
+
+async def list_projects(session: AsyncSession, *, actor: Actor | None) -> list[Project]:
+    """The projects `actor` may read: public ones, and those they are a member of."""
+    query = sa.select(Project).order_by(Project.path)
+    if actor is None:
+        query = query.where(Project.visibility == Visibility.PUBLIC)
+    elif not actor.is_admin:
+        member_of = sa.select(Membership.project_id).where(
+            Membership.user_id == actor.user_id, Membership.role >= Role.REPORTER
+        )
+        query = query.where(
+            sa.or_(Project.visibility == Visibility.PUBLIC, Project.id.in_(member_of))
+        )
+    return list(await session.scalars(query))
+
+
+async def update_project(
+    session: AsyncSession,
+    *,
+    project: Project,
+    actor: Actor | None,
+    name: str | None = None,
+    description: str | None = None,
+    visibility: Visibility | None = None,
+) -> Project:
+    """Rename or describe a project (maintainers); change its visibility (owners)."""
+    role = await policy.authorize(session, actor, project, Action.MANAGE_MEMBERS)
+    if visibility is not None and visibility is not project.visibility:
+        policy.check(actor, project, role, Action.OWN)
+        project.visibility = visibility
+    if name is not None:
+        if not name.strip():
+            raise InvalidValueError("a project needs a name", field="name")
+        project.name = name.strip()
+    if description is not None:
+        project.description = description
+    await session.flush()
+    await audit.record(
+        session, actor=actor, action="project.update", target=project, project_id=project.id
+    )
+    return project
 
 
 async def next_iid(
@@ -77,3 +151,94 @@ async def next_iid(
     if iid is None:
         raise NotFoundError(f"Project '{project.path}' does not exist")
     return int(iid)
+
+
+async def list_members(session: AsyncSession, *, project: Project) -> list[tuple[User, Role]]:
+    rows = await session.execute(
+        sa.select(User, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.project_id == project.id)
+        .order_by(User.username)
+    )
+    return [(user, role) for user, role in rows]
+
+
+async def set_member(
+    session: AsyncSession, *, project: Project, user: User, role: Role, actor: Actor | None
+) -> Membership:
+    """Add a member or change their role. Maintainers manage members up to their own
+    role; only owners make owners; the last owner cannot be demoted."""
+    actor_role = await policy.authorize(session, actor, project, Action.MANAGE_MEMBERS)
+    _check_grantable(actor, actor_role, role)
+    membership = await session.scalar(
+        sa.select(Membership).where(
+            Membership.project_id == project.id, Membership.user_id == user.id
+        )
+    )
+    if membership is None:
+        membership = Membership(project_id=project.id, user_id=user.id, role=role)
+        session.add(membership)
+        action = "member.add"
+    else:
+        _check_grantable(actor, actor_role, membership.role)
+        if membership.role is Role.OWNER and role is not Role.OWNER:
+            await _keep_an_owner(session, project)
+        membership.role = role
+        action = "member.update"
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action=action,
+        target=membership,
+        project_id=project.id,
+        details={"user": user.username, "role": role.name.lower()},
+    )
+    return membership
+
+
+async def remove_member(
+    session: AsyncSession, *, project: Project, user: User, actor: Actor | None
+) -> None:
+    actor_role = await policy.authorize(session, actor, project, Action.MANAGE_MEMBERS)
+    membership = await session.scalar(
+        sa.select(Membership).where(
+            Membership.project_id == project.id, Membership.user_id == user.id
+        )
+    )
+    if membership is None:
+        raise NotFoundError(f"'{user.username}' is not a member of '{project.path}'")
+    _check_grantable(actor, actor_role, membership.role)
+    if membership.role is Role.OWNER:
+        await _keep_an_owner(session, project)
+    await audit.record(
+        session,
+        actor=actor,
+        action="member.remove",
+        target=membership,
+        project_id=project.id,
+        details={"user": user.username},
+    )
+    await session.delete(membership)
+    await session.flush()
+
+
+def _check_grantable(actor: Actor | None, actor_role: Role | None, role: Role) -> None:
+    if actor is not None and actor.is_admin:
+        return
+    if actor_role is None or role > actor_role:
+        raise ForbiddenError(
+            f"a {actor_role.name.lower() if actor_role else 'non-member'} cannot manage "
+            f"the {role.name.lower()} role",
+            field="role",
+        )
+
+
+async def _keep_an_owner(session: AsyncSession, project: Project) -> None:
+    owners = await session.scalar(
+        sa.select(sa.func.count()).where(
+            Membership.project_id == project.id, Membership.role == Role.OWNER
+        )
+    )
+    if (owners or 0) <= 1:
+        raise InvalidValueError(f"'{project.path}' must keep at least one owner", field="role")

@@ -17,11 +17,11 @@ from app.models import (
     ModelAlias,
     ModelVersion,
     ModelVersionMetadata,
-    User,
     VersionStage,
 )
+from app.services import audit, key_values, validation
 from app.services import candidates as candidate_service
-from app.services import key_values, validation
+from app.services.actor import Actor
 
 
 async def create_version(
@@ -33,7 +33,7 @@ async def create_version(
     description: str | None = None,
     source: str | None = None,
     metadata: Mapping[str, str] | None = None,
-    user: User | None = None,
+    actor: Actor | None = None,
 ) -> ModelVersion:
     """Create the model's next version. With a candidate it is promoted; without one a
     fresh candidate is created for the version. The semver defaults to `<number>.0.0`."""
@@ -67,7 +67,7 @@ async def create_version(
             model=model,
             name=f"version-{semver}",
             status=CandidateStatus.FINISHED,
-            user=user,
+            actor=actor,
         )
     model_version = ModelVersion(
         project_id=model.project_id,
@@ -76,7 +76,7 @@ async def create_version(
         version=semver,
         description=description,
         source=source,
-        created_by_id=user.id if user else None,
+        created_by_id=actor.user_id if actor else None,
     )
     session.add(model_version)
     await session.flush()
@@ -84,8 +84,15 @@ async def create_version(
     model.registered = True
     model.updated_at = utcnow()
     await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="version.create",
+        target=model_version,
+        details={"version": semver, "candidate": candidate.eid},
+    )
     if metadata:
-        await set_version_metadata(session, version=model_version, items=metadata)
+        await set_version_metadata(session, version=model_version, items=metadata, actor=actor)
     return model_version
 
 
@@ -160,6 +167,7 @@ async def update_version(
     description: str | None = None,
     stage: VersionStage | None = None,
     archive_existing_versions: bool = False,
+    actor: Actor | None = None,
 ) -> ModelVersion:
     """Change a version's description or stage; moving one into Staging or Production
     can archive the versions already there (MLflow's transition-stage)."""
@@ -179,22 +187,37 @@ async def update_version(
         version.stage = stage
     version.updated_at = utcnow()
     await session.flush()
+    await audit.record(session, actor=actor, action="version.update", target=version)
     return version
 
 
-async def delete_version(session: AsyncSession, *, version: ModelVersion) -> None:
+async def delete_version(
+    session: AsyncSession, *, version: ModelVersion, actor: Actor | None = None
+) -> None:
     """Remove a version; its candidate stays, unlinked, and its aliases go with it."""
     await session.execute(
         sa.update(Candidate)
         .where(Candidate.model_version_id == version.id)
         .values(model_version_id=None)
     )
+    await audit.record(
+        session,
+        actor=actor,
+        action="version.delete",
+        target=version,
+        details={"version": version.version},
+    )
     await session.delete(version)
     await session.flush()
 
 
 async def set_alias(
-    session: AsyncSession, *, model: Model, alias: str, version: ModelVersion
+    session: AsyncSession,
+    *,
+    model: Model,
+    alias: str,
+    version: ModelVersion,
+    actor: Actor | None = None,
 ) -> None:
     """Point an alias at a version, moving it if another version held it."""
     validation.alias(alias)
@@ -206,14 +229,26 @@ async def set_alias(
             index_elements=["model_id", "alias"], set_={"version_id": version.id}
         ).values(model_id=model.id, alias=alias, version_id=version.id)
     )
+    await audit.record(
+        session,
+        actor=actor,
+        action="alias.set",
+        target=model,
+        details={"alias": alias, "version": version.version},
+    )
 
 
-async def delete_alias(session: AsyncSession, *, model: Model, alias: str) -> None:
+async def delete_alias(
+    session: AsyncSession, *, model: Model, alias: str, actor: Actor | None = None
+) -> None:
     result = await session.execute(
         sa.delete(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFoundError(f"Model '{model.display_name}' has no alias '{alias}'", field="alias")
+    await audit.record(
+        session, actor=actor, action="alias.delete", target=model, details={"alias": alias}
+    )
 
 
 async def get_aliases(session: AsyncSession, *, version: ModelVersion) -> list[str]:
@@ -226,11 +261,22 @@ async def get_aliases(session: AsyncSession, *, version: ModelVersion) -> list[s
 
 
 async def set_version_metadata(
-    session: AsyncSession, *, version: ModelVersion, items: Mapping[str, str]
+    session: AsyncSession,
+    *,
+    version: ModelVersion,
+    items: Mapping[str, str],
+    actor: Actor | None = None,
 ) -> None:
     """Set metadata entries, replacing existing values, in one statement."""
     entries = validation.metadata(items)
     await key_values.replace(session, ModelVersionMetadata, owner_id=version.id, items=entries)
+    await audit.record(
+        session,
+        actor=actor,
+        action="version.metadata.set",
+        target=version,
+        details={"names": list(entries)},
+    )
 
 
 async def get_version_metadata(session: AsyncSession, *, version: ModelVersion) -> dict[str, str]:
