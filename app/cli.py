@@ -131,7 +131,11 @@ def token_create(settings: Settings, args: argparse.Namespace) -> None:
     from app.services import auth, users
     from app.services.actor import OPERATOR
 
-    expires_at = utcnow() + dt.timedelta(days=args.expires_in) if args.expires_in else None
+    if args.expires_in is not None and args.expires_in < 1:
+        raise CommandError("--expires-in takes a number of days, at least 1")
+    expires_at = (
+        utcnow() + dt.timedelta(days=args.expires_in) if args.expires_in is not None else None
+    )
 
     async def work(session: AsyncSession) -> str:
         user = await users.get_user(session, username=args.user)

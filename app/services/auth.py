@@ -57,6 +57,8 @@ async def create_token(
     once and never stored (only its digest is)."""
     if not name.strip():
         raise InvalidValueError("a token needs a name", field="name")
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise InvalidValueError("the expiry date needs a UTC offset", field="expiresAt")
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidValueError("the expiry date must be in the future", field="expiresAt")
     secret = secret or TOKEN_PREFIX + secrets.token_urlsafe(30)
@@ -143,6 +145,8 @@ async def _look_up(database: Database, key: str, now: float) -> _Verdict:
             raise UnauthenticatedError("the access token has been revoked")
         if not user.is_active:
             raise UnauthenticatedError("the token's user is blocked")
+        if token.expires_at is not None and token.expires_at <= utcnow():
+            raise UnauthenticatedError("the access token has expired")
         if token.last_used_at is None or token.last_used_at < utcnow() - LAST_USED_RESOLUTION:
             token.last_used_at = utcnow()
         actor = Actor(
