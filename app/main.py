@@ -13,9 +13,11 @@ from starlette.routing import Route
 from app import ops
 from app.db import Database
 from app.graphql.endpoint import GraphQLEndpoint
+from app.mlflow.routes import routes as mlflow_routes
 from app.observability import RequestLogMiddleware
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
+from app.storage import create_artifact_store
 from workers.dispatch import create_dispatcher
 
 
@@ -30,14 +32,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
             redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
             if redis is not None:
                 cleanup.push_async_callback(redis.aclose)
-            dispatcher = await create_dispatcher(settings, database)
+            artifacts = create_artifact_store(settings)
+            await artifacts.start()
+            cleanup.push_async_callback(artifacts.close)
+            dispatcher = await create_dispatcher(settings, database, artifacts)
             cleanup.push_async_callback(dispatcher.close)
             await dispatcher.start()
-            app.state.runtime = Runtime(settings=settings, database=database, redis=redis)
+            app.state.runtime = Runtime(
+                settings=settings, database=database, redis=redis, artifacts=artifacts
+            )
             yield
 
     return Starlette(
-        routes=[*ops.routes, Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"])],
+        routes=[
+            *ops.routes,
+            Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"]),
+            *mlflow_routes(),
+        ],
         middleware=[Middleware(RequestLogMiddleware)],
         lifespan=lifespan,
     )

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from app.db import Database
 from app.settings import Settings
+from app.storage import ArtifactStore
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Runtime:
     settings: Settings
     database: Database
     redis: Redis | None
+    artifacts: ArtifactStore
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from app import migrations
 from app.db import Database
 from app.models import Project
 from app.services import auth, projects
+from tests.live_server import LiveServer, copy_sqlite, live_server
 from tests.services import RedisServer, postgres_server, s3_server
 
 TEMPLATE_DATABASE = "modelreg_template"
@@ -92,9 +92,12 @@ async def database_url(
 ) -> str:
     """The URL of a fresh database at the newest migration, on the test's backend."""
     if backend == "sqlite":
-        path = tmp_path / "modelreg.db"
-        shutil.copyfile(sqlite_template, path)
-        return f"sqlite+aiosqlite:///{path}"
+        return copy_sqlite(sqlite_template, tmp_path)
+    return await copy_postgres_template(postgres_url)
+
+
+async def copy_postgres_template(postgres_url: str) -> str:
+    """A new PostgreSQL database copied from the migrated template."""
     name = f"modelreg_test_{os.getpid()}_{next(_database_numbers)}"
     connection = await _admin_connection(postgres_url)
     try:
@@ -102,6 +105,24 @@ async def database_url(
     finally:
         await connection.close()
     return make_url(postgres_url).set(database=name).render_as_string(False)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+async def server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sqlite_template: Path,
+    postgres_url: str,
+    postgres_template: str,
+) -> AsyncIterator[LiveServer]:
+    """A `modelreg serve` process on a fresh database, for the tests of one module."""
+    workdir = tmp_path_factory.mktemp("server")
+    if request.param == "sqlite":
+        database_url = copy_sqlite(sqlite_template, workdir)
+    else:
+        database_url = await copy_postgres_template(postgres_url)
+    with live_server(workdir, database_url) as running:
+        yield running
 
 
 @pytest.fixture

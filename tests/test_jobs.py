@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import tempfile
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any
@@ -68,9 +69,11 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[Run]:
 
 
 def make_settings(database: Database, **values: Any) -> Settings:
-    """Settings for this database, with retries a few milliseconds apart."""
+    """Settings for this database, with retries a few milliseconds apart and artifacts
+    in a directory of their own."""
     options: dict[str, Any] = {
         "redis_url": None,
+        "artifacts": tempfile.mkdtemp(prefix="modelreg-job-artifacts-"),
         "job_retry_base_seconds": 0.01,
         "job_retry_max_seconds": 0.05,
     }

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from app.db import Database
 from app.models import Job
 from app.settings import Settings
+from app.storage import ArtifactStore
 
 
 @dataclass(frozen=True)
 class JobContext:
     database: Database
     settings: Settings
+    # The process's started artifact store: jobs delete the objects of what they remove.
+    artifacts: ArtifactStore
 
 
 # A handler must be idempotent and resumable: it works in batches, each in its own

@@ -22,6 +22,7 @@ from app.db import Database, utcnow
 from app.models import Job, JobStatus
 from app.services import jobs
 from app.settings import Settings
+from app.storage import ArtifactStore
 from workers.jobs import purge_deleted_runs
 from workers.runner import run_job
 
@@ -50,9 +51,12 @@ class JobDispatcher(Protocol):
     async def close(self) -> None: ...
 
 
-async def create_dispatcher(settings: Settings, database: Database) -> JobDispatcher:
+async def create_dispatcher(
+    settings: Settings, database: Database, artifacts: ArtifactStore | None = None
+) -> JobDispatcher:
     """The dispatcher for this process, installed as the database's after-commit hook
-    until it is closed."""
+    until it is closed. In embedded mode its jobs use `artifacts`, the process's started
+    store (without one, each job opens a store of its own)."""
     dispatcher: JobDispatcher
     if settings.redis_url:
         redis = ArqRedis(
@@ -64,7 +68,7 @@ async def create_dispatcher(settings: Settings, database: Database) -> JobDispat
         )
         dispatcher = ArqDispatcher(settings, database, redis, owns_redis=True)
     else:
-        dispatcher = InlineDispatcher(settings, database)
+        dispatcher = InlineDispatcher(settings, database, artifacts)
     database.after_commit = dispatcher.push
     return dispatcher
 
@@ -165,9 +169,12 @@ class InlineDispatcher:
     when due; a timer sweeps the table for due rows (left by a crash or a failed push)
     and another one enqueues the periodic purge."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, artifacts: ArtifactStore | None = None
+    ) -> None:
         self._settings = settings
         self._database = database
+        self._artifacts = artifacts
         self._running: dict[int, asyncio.Task[None]] = {}
         self._timers: list[asyncio.Task[None]] = []
         self._closed = False
@@ -225,7 +232,7 @@ class InlineDispatcher:
     async def _run(self, job_id: int, run_after: dt.datetime | None) -> None:
         while run_after is not None:
             await asyncio.sleep(max(0.0, (run_after - utcnow()).total_seconds()))
-            await run_job(self._database, self._settings, job_id)
+            await run_job(self._database, self._settings, job_id, artifacts=self._artifacts)
             run_after = await self._retry_time(job_id)
 
     async def _retry_time(self, job_id: int) -> dt.datetime | None:

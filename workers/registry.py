@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from app.services import jobs
 from workers.context import JobContext, JobHandler
-from workers.jobs import purge_deleted_runs
+from workers.jobs import destruction, purge_deleted_runs
 
 __all__ = ["HANDLERS", "JobContext", "JobHandler", "handler_for"]
 
 HANDLERS: dict[str, JobHandler] = {
     jobs.PURGE_DELETED_RUNS: purge_deleted_runs.purge_deleted_runs,
+    jobs.DELETE_MODEL: destruction.delete_model,
+    jobs.DELETE_VERSION: destruction.delete_version,
+    jobs.DELETE_CANDIDATE: destruction.delete_candidate,
 }
 
 if HANDLERS.keys() != jobs.JOB_KINDS:

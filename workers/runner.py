@@ -13,16 +13,25 @@ from app.db import Database
 from app.models import Job
 from app.services import jobs
 from app.settings import Settings
+from app.storage import ArtifactStore, create_artifact_store
 from workers import registry
 from workers.context import JobContext
 
 logger = logging.getLogger(__name__)
 
 
-async def run_job(database: Database, settings: Settings, job_id: int) -> None:
+async def run_job(
+    database: Database,
+    settings: Settings,
+    job_id: int,
+    *,
+    artifacts: ArtifactStore | None = None,
+) -> None:
     """Run a job if it is due and no other runner holds it. Never raises (cancellation
     aside): a failing handler is logged with the job id and recorded on the row, to be
-    retried with backoff or failed once its attempts are used up."""
+    retried with backoff or failed once its attempts are used up. `artifacts` is the
+    process's started store; without one, a store is opened from the settings for this
+    run only."""
     try:
         job = await jobs.claim(database, job_id)
     except Exception:
@@ -32,7 +41,7 @@ async def run_job(database: Database, settings: Settings, job_id: int) -> None:
         logger.debug("job %s: not due, finished, or held by another runner", job_id)
         return
     try:
-        await _run_claimed(database, settings, job)
+        await _run_claimed(database, settings, job, artifacts)
     except asyncio.CancelledError:
         # The runner is shutting down: hand the job back so the next one starts it at once.
         with contextlib.suppress(Exception):
@@ -40,7 +49,9 @@ async def run_job(database: Database, settings: Settings, job_id: int) -> None:
         raise
 
 
-async def _run_claimed(database: Database, settings: Settings, job: Job) -> None:
+async def _run_claimed(
+    database: Database, settings: Settings, job: Job, artifacts: ArtifactStore | None
+) -> None:
     if job.attempts > job.max_attempts:
         # Only an expired lease gets here: the worker died during every attempt.
         error = f"its worker stopped during each of its {job.max_attempts} attempts"
@@ -49,7 +60,14 @@ async def _run_claimed(database: Database, settings: Settings, job: Job) -> None
         return
     try:
         handler = registry.handler_for(job.kind)
-        await handler(JobContext(database=database, settings=settings), job)
+        async with contextlib.AsyncExitStack() as cleanup:
+            if artifacts is None:
+                artifacts = create_artifact_store(settings)
+                await artifacts.start()
+                cleanup.push_async_callback(artifacts.close)
+            await handler(
+                JobContext(database=database, settings=settings, artifacts=artifacts), job
+            )
     except Exception as error:
         logger.exception(
             "job %s (%s) failed on attempt %s of %s",

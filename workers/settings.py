@@ -12,6 +12,7 @@ from arq.worker import create_worker as create_arq_worker
 
 from app.db import Database
 from app.settings import Settings, SettingsError
+from app.storage import ArtifactStore, create_artifact_store
 from workers.dispatch import RUN_JOB, ArqDispatcher
 from workers.jobs import purge_deleted_runs
 from workers.runner import run_job
@@ -22,7 +23,7 @@ JOB_TIMEOUT = dt.timedelta(hours=1)
 
 async def run_job_task(ctx: dict[str, Any], job_id: int) -> None:
     """The arq function: run the job row, then queue its retry if the attempt failed."""
-    await run_job(ctx["database"], ctx["settings"], job_id)
+    await run_job(ctx["database"], ctx["settings"], job_id, artifacts=ctx["artifacts"])
     dispatcher: ArqDispatcher = ctx["dispatcher"]
     await dispatcher.push([job_id])
 
@@ -50,12 +51,16 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         dispatcher = ArqDispatcher(settings, database, ctx["redis"], owns_redis=False)
         # Jobs that jobs enqueue are pushed after their commit, as in the API.
         database.after_commit = dispatcher.push
-        ctx.update(settings=settings, database=database, dispatcher=dispatcher)
+        artifacts = create_artifact_store(settings)
+        await artifacts.start()
+        ctx.update(settings=settings, database=database, dispatcher=dispatcher, artifacts=artifacts)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         dispatcher: ArqDispatcher = ctx["dispatcher"]
         database: Database = ctx["database"]
+        artifacts: ArtifactStore = ctx["artifacts"]
         await dispatcher.close()
+        await artifacts.close()
         await database.dispose()
 
     return {

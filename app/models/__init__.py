@@ -3,6 +3,7 @@
 from app.models.audit import AuditEvent
 from app.models.candidate import (
     Candidate,
+    CandidateInput,
     CandidateLatestMetric,
     CandidateMetadata,
     CandidateMetric,
@@ -20,6 +21,7 @@ from app.models.enums import (
     Visibility,
 )
 from app.models.job import Job
+from app.models.logged_model import LoggedModel
 from app.models.model import Model, ModelAlias, ModelMetadata
 from app.models.package import Package, PackageFile
 from app.models.project import Membership, Project
@@ -30,6 +32,7 @@ __all__ = [
     "AccessToken",
     "AuditEvent",
     "Candidate",
+    "CandidateInput",
     "CandidateLatestMetric",
     "CandidateMetadata",
     "CandidateMetric",
@@ -38,6 +41,7 @@ __all__ = [
     "Job",
     "JobStatus",
     "LifecycleState",
+    "LoggedModel",
     "Membership",
     "Model",
     "ModelAlias",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -39,7 +40,7 @@ class Candidate(Base):
         sa.ForeignKey("model_versions.id", ondelete="SET NULL"), unique=True
     )
     package_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("packages.id", ondelete="SET NULL")
+        sa.ForeignKey("packages.id", ondelete="SET NULL"), index=True
     )
     user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -105,3 +106,19 @@ class CandidateLatestMetric(Base):
     is_nan: Mapped[bool] = mapped_column(default=False)
     step: Mapped[int] = mapped_column(sa.BigInteger)
     timestamp: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class CandidateInput(Base):
+    """A dataset or model a candidate used, or a model it produced (MLflow's run inputs
+    and outputs), kept as MLflow describes it; `key` makes logging it twice a no-op."""
+
+    __tablename__ = "candidate_inputs"
+    __table_args__ = (sa.UniqueConstraint("candidate_id", "kind", "key"),)
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(sa.ForeignKey("candidates.id", ondelete="CASCADE"))
+    # dataset_input | model_input | model_output
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    key: Mapped[str] = mapped_column(sa.String(512))
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

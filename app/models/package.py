@@ -37,5 +37,5 @@ class PackageFile(Base):
     size: Mapped[int] = mapped_column(sa.BigInteger)
     sha256: Mapped[str | None] = mapped_column(sa.String(64))
     # Where the bytes live in the artifact store; never changes when the package does.
-    storage_key: Mapped[str] = mapped_column(sa.String(1024))
+    storage_key: Mapped[str] = mapped_column(sa.String(1024), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

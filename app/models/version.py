@@ -39,7 +39,7 @@ class ModelVersion(Base):
         string_enum(LifecycleState), default=LifecycleState.ACTIVE
     )
     package_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("packages.id", ondelete="SET NULL")
+        sa.ForeignKey("packages.id", ondelete="SET NULL"), index=True
     )
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")

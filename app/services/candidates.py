@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,16 +16,18 @@ from app.db import insert_with_conflicts, utcnow
 from app.errors import InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
+    CandidateInput,
     CandidateLatestMetric,
     CandidateMetadata,
     CandidateMetric,
     CandidateParam,
     CandidateStatus,
+    Job,
     LifecycleState,
     Model,
     Project,
 )
-from app.services import audit, key_values, validation
+from app.services import audit, jobs, key_values, validation
 from app.services.actor import Actor
 from app.services.projects import next_iid
 
@@ -62,7 +65,7 @@ async def create_candidate(
     metadata: Mapping[str, str] | None = None,
     actor: Actor | None = None,
 ) -> Candidate:
-    """Start a candidate of a model (MLflow's create-run)."""
+    """Start a candidate of a model (MLflow's create-run); unnamed, it is `candidate-<iid>`."""
     if model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(
             f"Model '{model.display_name}' is deleted; restore it to add candidates",
@@ -73,12 +76,13 @@ async def create_candidate(
             f"Candidate name is longer than {validation.MAX_KEY_LENGTH} characters", field="name"
         )
     project = await session.get_one(Project, model.project_id)
+    iid = await next_iid(session, project, "candidate")
     candidate = Candidate(
         project_id=model.project_id,
         model_id=model.id,
-        iid=await next_iid(session, project, "candidate"),
+        iid=iid,
         eid=uuid.uuid4().hex,
-        name=name,
+        name=name or f"candidate-{iid}",
         status=status,
         start_time=now_ms() if start_time is None else start_time,
         user_id=actor.user_id if actor else None,
@@ -181,6 +185,42 @@ async def restore_candidate(
     await session.flush()
     await audit.record(session, actor=actor, action="candidate.restore", target=candidate)
     return candidate
+
+
+async def destroy_candidate(
+    session: AsyncSession, *, candidate: Candidate, actor: Actor | None = None
+) -> Job:
+    """Destroy a candidate for good, deleted or not: it vanishes from every read at once,
+    and the returned `delete_candidate` job removes its metrics, params, metadata and
+    package, with the package's artifacts. The candidate of a version is refused: a
+    version owns exactly one candidate, so destroy the version (its candidate then stays
+    as a plain candidate) or the whole model."""
+    if candidate.state is LifecycleState.PENDING_DESTRUCTION:
+        raise InvalidValueError(
+            f"Candidate '{candidate.eid}' is already being destroyed", field="candidate"
+        )
+    if candidate.model_version_id is not None:
+        raise InvalidValueError(
+            f"Candidate '{candidate.eid}' is the candidate of a model version; destroy the "
+            "version first",
+            field="candidate",
+        )
+    candidate.state = LifecycleState.PENDING_DESTRUCTION
+    await session.flush()
+    job = await jobs.enqueue(
+        session,
+        kind=jobs.DELETE_CANDIDATE,
+        payload={"candidate_id": candidate.id, "eid": candidate.eid},
+        project_id=candidate.project_id,
+    )
+    await audit.record(
+        session,
+        actor=actor,
+        action="candidate.destroy",
+        target=candidate,
+        details={"job_id": job.id},
+    )
+    return job
 
 
 def _require_active(candidate: Candidate) -> None:
@@ -382,8 +422,8 @@ async def get_latest_metrics_of(
         .where(CandidateLatestMetric.candidate_id.in_(candidate_ids))
         .order_by(CandidateLatestMetric.candidate_id, CandidateLatestMetric.name)
     )
-    for candidate_id, *point in rows:
-        found[candidate_id].append(_point(*point))
+    for candidate_id, value, is_nan, name, step, timestamp in rows:
+        found[candidate_id].append(_point(value, is_nan, name, step, timestamp))
     return found
 
 
@@ -403,18 +443,65 @@ async def get_latest_metrics(session: AsyncSession, *, candidate: Candidate) -> 
 
 
 async def get_metric_history(
-    session: AsyncSession, *, candidate: Candidate, name: str
+    session: AsyncSession,
+    *,
+    candidate: Candidate,
+    name: str,
+    start_step: int | None = None,
+    end_step: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[MetricPoint]:
-    """Every value logged for a metric, by step then timestamp."""
-    rows = await session.execute(
-        sa.select(
-            CandidateMetric.value,
-            CandidateMetric.is_nan,
-            CandidateMetric.name,
-            CandidateMetric.step,
-            CandidateMetric.timestamp,
-        )
-        .where(CandidateMetric.candidate_id == candidate.id, CandidateMetric.name == name)
-        .order_by(CandidateMetric.step, CandidateMetric.timestamp, CandidateMetric.id)
-    )
+    """Values logged for a metric, by step then timestamp; optionally the steps from
+    `start_step` to `end_step` only, and a page of them."""
+    query = sa.select(
+        CandidateMetric.value,
+        CandidateMetric.is_nan,
+        CandidateMetric.name,
+        CandidateMetric.step,
+        CandidateMetric.timestamp,
+    ).where(CandidateMetric.candidate_id == candidate.id, CandidateMetric.name == name)
+    if start_step is not None:
+        query = query.where(CandidateMetric.step >= start_step)
+    if end_step is not None:
+        query = query.where(CandidateMetric.step <= end_step)
+    query = query.order_by(CandidateMetric.step, CandidateMetric.timestamp, CandidateMetric.id)
+    rows = await session.execute(query.limit(limit).offset(offset))
     return [_point(*row) for row in rows]
+
+
+async def record_inputs(
+    session: AsyncSession,
+    *,
+    candidate: Candidate,
+    entries: Sequence[tuple[str, str, dict[str, Any]]],
+) -> None:
+    """Record (kind, key, description) of datasets and models a candidate used or made;
+    an entry already recorded under the same kind and key is kept as it is."""
+    _require_active(candidate)
+    if not entries:
+        return
+    statement = insert_with_conflicts(session, CandidateInput)
+    await session.execute(
+        statement.on_conflict_do_nothing(index_elements=["candidate_id", "kind", "key"]),
+        [
+            {"candidate_id": candidate.id, "kind": kind, "key": key[:512], "payload": payload}
+            for kind, key, payload in entries
+        ],
+    )
+
+
+async def get_inputs_of(
+    session: AsyncSession, *, candidate_ids: list[int]
+) -> dict[int, list[CandidateInput]]:
+    found: dict[int, list[CandidateInput]] = {candidate_id: [] for candidate_id in candidate_ids}
+    if not candidate_ids:
+        return found
+    rows = await session.scalars(
+        sa.select(CandidateInput)
+        .where(CandidateInput.candidate_id.in_(candidate_ids))
+        .order_by(CandidateInput.id)
+    )
+    for row in rows:
+        found[row.candidate_id].append(row)
+    return found

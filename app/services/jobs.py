@@ -22,9 +22,14 @@ from app.errors import NotFoundError
 from app.models import Job, JobStatus
 
 PURGE_DELETED_RUNS = "purge_deleted_runs"
+DELETE_MODEL = "delete_model"
+DELETE_VERSION = "delete_version"
+DELETE_CANDIDATE = "delete_candidate"
 
 # Every kind a worker can run; `workers.registry` maps each one to its handler.
-JOB_KINDS: frozenset[str] = frozenset({PURGE_DELETED_RUNS})
+JOB_KINDS: frozenset[str] = frozenset(
+    {PURGE_DELETED_RUNS, DELETE_MODEL, DELETE_VERSION, DELETE_CANDIDATE}
+)
 
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 

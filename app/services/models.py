@@ -9,8 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
-from app.models import LifecycleState, Model, ModelMetadata, Project
-from app.services import audit, key_values, validation
+from app.models import (
+    Candidate,
+    Job,
+    LifecycleState,
+    LoggedModel,
+    Model,
+    ModelMetadata,
+    ModelVersion,
+    Project,
+)
+from app.services import audit, jobs, key_values, validation
 from app.services.actor import Actor
 from app.services.projects import next_iid
 
@@ -130,6 +139,24 @@ async def list_models(
     return list(rows)
 
 
+async def register_model(
+    session: AsyncSession, *, model: Model, actor: Actor | None = None
+) -> Model:
+    """Make a model visible to the registry (MLflow's create-registered-model on a name an
+    experiment holds); its candidates, versions and metadata stay as they are."""
+    if model.state is not LifecycleState.ACTIVE:
+        raise InvalidValueError(f"Model '{model.display_name}' is deleted", field="model")
+    if model.registered:
+        raise AlreadyExistsError(
+            f"Model '{model.display_name}' is already registered", field="name"
+        )
+    model.registered = True
+    model.updated_at = utcnow()
+    await session.flush()
+    await audit.record(session, actor=actor, action="model.register", target=model)
+    return model
+
+
 async def update_model(
     session: AsyncSession,
     *,
@@ -179,6 +206,55 @@ async def restore_model(
     await session.flush()
     await audit.record(session, actor=actor, action="model.restore", target=model)
     return model
+
+
+def destroyed_name(value: str, row_id: int) -> str:
+    """The name a row pending destruction holds instead of its own, so that the name is
+    free for a new row at once: `<value>~destroyed~<id>`, cut to fit its column (255)."""
+    suffix = f"~destroyed~{row_id}"
+    return f"{value[: validation.MAX_NAME_LENGTH - len(suffix)]}{suffix}"
+
+
+async def destroy_model(session: AsyncSession, *, model: Model, actor: Actor | None = None) -> Job:
+    """Destroy a model for good, deleted or not. It vanishes from every read at once, with
+    its candidates, versions and logged models, and its name and display name are free for
+    a new model; the returned `delete_model` job then removes the rows and their artifacts
+    in batches."""
+    if model.iid == 0:
+        raise InvalidValueError("The Default model cannot be destroyed", field="model")
+    if model.state is LifecycleState.PENDING_DESTRUCTION:
+        raise InvalidValueError(
+            f"Model '{model.display_name}' is already being destroyed", field="model"
+        )
+    display_name = model.display_name
+    now = utcnow()
+    model.state = LifecycleState.PENDING_DESTRUCTION
+    model.deleted_at = model.deleted_at or now
+    model.updated_at = now
+    model.name = destroyed_name(model.name, model.id)
+    model.display_name = destroyed_name(display_name, model.id)
+    # What the model owns leaves every read with it, and no write can reach it any more
+    # (writes need an active owner): one indexed UPDATE per table; the job does the rest.
+    for table in (Candidate, ModelVersion, LoggedModel):
+        await session.execute(
+            sa.update(table)
+            .where(table.model_id == model.id)
+            .values(state=LifecycleState.PENDING_DESTRUCTION)
+        )
+    job = await jobs.enqueue(
+        session,
+        kind=jobs.DELETE_MODEL,
+        payload={"model_id": model.id, "name": display_name},
+        project_id=model.project_id,
+    )
+    await audit.record(
+        session,
+        actor=actor,
+        action="model.destroy",
+        target=model,
+        details={"name": display_name, "job_id": job.id},
+    )
+    return job
 
 
 async def set_model_metadata(

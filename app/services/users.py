@@ -61,3 +61,11 @@ async def bootstrap_admin(session: AsyncSession, *, token: str | None) -> str | 
     _, secret = await auth.create_token(session, user=admin, name="bootstrap", secret=token)
     logger.info("created the administrator '%s'", admin.username)
     return None if token else secret
+
+
+async def usernames(session: AsyncSession, *, user_ids: set[int]) -> dict[int, str]:
+    """Usernames by user id, in one query."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(sa.select(User.id, User.username).where(User.id.in_(user_ids)))
+    return dict(rows.all())

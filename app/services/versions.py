@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +12,7 @@ from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
     CandidateStatus,
+    Job,
     LifecycleState,
     Model,
     ModelAlias,
@@ -19,9 +20,10 @@ from app.models import (
     ModelVersionMetadata,
     VersionStage,
 )
-from app.services import audit, key_values, validation
+from app.services import audit, jobs, key_values, validation
 from app.services import candidates as candidate_service
 from app.services.actor import Actor
+from app.services.models import destroyed_name
 
 
 async def create_version(
@@ -51,16 +53,20 @@ async def create_version(
         .returning(Model.last_version_number)
     )
     assert number is not None
-    semver = version if version is not None else f"{number}.0.0"
-    taken = await session.scalar(
-        sa.select(ModelVersion.id).where(
-            ModelVersion.model_id == model.id, ModelVersion.version == semver
+    taken = set(
+        await session.scalars(
+            sa.select(ModelVersion.version).where(ModelVersion.model_id == model.id)
         )
     )
-    if taken is not None:
+    if version is not None and version in taken:
         raise AlreadyExistsError(
-            f"Model '{model.display_name}' already has version {semver}", field="version"
+            f"Model '{model.display_name}' already has version {version}", field="version"
         )
+    # The default is `<number>.0.0`, or the next free major when a chosen semver holds it.
+    major = number
+    while version is None and f"{major}.0.0" in taken:
+        major += 1
+    semver = version if version is not None else f"{major}.0.0"
     if candidate is None:
         candidate = await candidate_service.create_candidate(
             session,
@@ -94,6 +100,15 @@ async def create_version(
     if metadata:
         await set_version_metadata(session, version=model_version, items=metadata, actor=actor)
     return model_version
+
+
+async def _semver_taken(session: AsyncSession, model: Model, semver: str) -> bool:
+    found = await session.scalar(
+        sa.select(ModelVersion.id).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == semver
+        )
+    )
+    return found is not None
 
 
 def _check_promotable(model: Model, candidate: Candidate) -> None:
@@ -149,6 +164,39 @@ async def list_versions(
         .offset(offset)
     )
     return list(rows)
+
+
+async def latest_versions(
+    session: AsyncSession,
+    *,
+    model_ids: Sequence[int],
+    stages: Collection[VersionStage] | None = None,
+) -> dict[int, list[ModelVersion]]:
+    """The newest version (highest number) of each model in each stage, by model, in
+    number order: MLflow's latest versions. `stages` limits the stages looked at."""
+    found: dict[int, list[ModelVersion]] = {model_id: [] for model_id in model_ids}
+    if not model_ids:
+        return found
+    newest = sa.select(
+        ModelVersion.model_id, sa.func.max(ModelVersion.number).label("number")
+    ).where(ModelVersion.model_id.in_(model_ids), ModelVersion.state == LifecycleState.ACTIVE)
+    if stages is not None:
+        newest = newest.where(ModelVersion.stage.in_(stages))
+    per_stage = newest.group_by(ModelVersion.model_id, ModelVersion.stage).subquery()
+    rows = await session.scalars(
+        sa.select(ModelVersion)
+        .join(
+            per_stage,
+            sa.and_(
+                ModelVersion.model_id == per_stage.c.model_id,
+                ModelVersion.number == per_stage.c.number,
+            ),
+        )
+        .order_by(ModelVersion.model_id, ModelVersion.number)
+    )
+    for row in rows:
+        found[row.model_id].append(row)
+    return found
 
 
 async def get_version_candidate(session: AsyncSession, *, version: ModelVersion) -> Candidate:
@@ -209,6 +257,45 @@ async def delete_version(
     )
     await session.delete(version)
     await session.flush()
+
+
+async def destroy_version(
+    session: AsyncSession, *, version: ModelVersion, actor: Actor | None = None
+) -> Job:
+    """Destroy a version for good. It vanishes from every read at once and its semver is
+    free again; its candidate stays as a plain candidate of the model, and its aliases go
+    (as with `delete_version`). The returned `delete_version` job removes its package,
+    with the package's artifacts, its metadata and the row."""
+    if version.state is LifecycleState.PENDING_DESTRUCTION:
+        raise InvalidValueError(
+            f"Version {version.version} is already being destroyed", field="version"
+        )
+    semver = version.version
+    await session.execute(
+        sa.update(Candidate)
+        .where(Candidate.model_version_id == version.id)
+        .values(model_version_id=None)
+    )
+    # Registry reads list a model's aliases without looking at their versions' state.
+    await session.execute(sa.delete(ModelAlias).where(ModelAlias.version_id == version.id))
+    version.state = LifecycleState.PENDING_DESTRUCTION
+    version.version = destroyed_name(semver, version.id)
+    version.updated_at = utcnow()
+    await session.flush()
+    job = await jobs.enqueue(
+        session,
+        kind=jobs.DELETE_VERSION,
+        payload={"version_id": version.id, "version": semver},
+        project_id=version.project_id,
+    )
+    await audit.record(
+        session,
+        actor=actor,
+        action="version.destroy",
+        target=version,
+        details={"version": semver, "job_id": job.id},
+    )
+    return job
 
 
 async def set_alias(
@@ -276,6 +363,20 @@ async def set_version_metadata(
         action="version.metadata.set",
         target=version,
         details={"names": list(entries)},
+    )
+
+
+async def delete_version_metadata(
+    session: AsyncSession, *, version: ModelVersion, name: str, actor: Actor | None = None
+) -> None:
+    if not await key_values.delete(session, ModelVersionMetadata, owner_id=version.id, name=name):
+        raise NotFoundError(f"Version {version.version} has no metadata '{name}'", field="name")
+    await audit.record(
+        session,
+        actor=actor,
+        action="version.metadata.delete",
+        target=version,
+        details={"name": name},
     )
 
 

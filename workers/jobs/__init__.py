@@ -1,1 +1,1 @@
-"""Job handlers, one module per job kind."""
+"""Job handlers: what each job kind does, in batches that a retry can resume."""

@@ -1,0 +1,252 @@
+"""One MLflow API call: the caller, the project of the tracking URI, and typed access to
+the request's parameters (query string for GET, JSON body otherwise)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from app.db import Database
+from app.errors import InvalidValueError
+from app.models import LifecycleState, Project
+from app.services import projects
+from app.services.actor import Actor
+from app.services.policy import Action
+from app.services.projects import DEFAULT_PROJECT_PATH
+
+# A handler reads its call and returns MLflow's response body.
+Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
+# (HTTP method, path under /api/2.0 and /ajax-api/2.0, handler)
+Endpoint = tuple[str, str, Handler]
+
+
+class MissingParameterError(InvalidValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Missing value for required parameter '{name}'. See the API docs for more "
+            "information about request parameters.",
+            field=name,
+        )
+
+
+@dataclass
+class Call:
+    request: Request
+    database: Database
+    actor: Actor | None
+    params: dict[str, Any]
+
+    @classmethod
+    async def read(cls, request: Request, database: Database, actor: Actor | None) -> Call:
+        if request.method == "GET":
+            params: dict[str, Any] = {}
+            for key, value in request.query_params.multi_items():
+                if key in params:
+                    existing = params[key]
+                    params[key] = (
+                        [*existing, value] if isinstance(existing, list) else [existing, value]
+                    )
+                else:
+                    params[key] = value
+        else:
+            body = await request.body()
+            try:
+                parsed = json.loads(body) if body.strip() else {}
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidValueError("The request body is not valid JSON") from None
+            if not isinstance(parsed, dict):
+                raise InvalidValueError("The request body must be a JSON object")
+            params = parsed
+        _refuse_nul(params, "")
+        return cls(request=request, database=database, actor=actor, params=params)
+
+    @property
+    def project_path(self) -> str:
+        return str(self.request.path_params.get("project", DEFAULT_PROJECT_PATH))
+
+    async def project(self, session: AsyncSession, action: Action) -> Project:
+        """The project of the tracking URI, if the caller may do `action` there."""
+        return await projects.find_project(
+            session, actor=self.actor, path=self.project_path, action=action
+        )
+
+    # --- typed parameters ---
+
+    def _single(self, name: str) -> Any:
+        """A scalar parameter; a repeated one (a list) gives its first value."""
+        value = self.params.get(name)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        return None if value == "" else value
+
+    def string(
+        self, name: str, *, required: bool = False, default: str | None = None
+    ) -> str | None:
+        value = self._single(name)
+        if value is None:
+            if required:
+                raise MissingParameterError(name)
+            return default
+        if not isinstance(value, str):
+            raise InvalidValueError(
+                f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: "
+                "expected a string",
+                field=name,
+            )
+        return value
+
+    def required(self, name: str) -> str:
+        value = self.string(name, required=True)
+        assert value is not None
+        return value
+
+    def integer(
+        self, name: str, *, default: int | None = None, required: bool = False
+    ) -> int | None:
+        value = self._single(name)
+        if value is None:
+            if required:
+                raise MissingParameterError(name)
+            return default
+        if isinstance(value, bool):
+            value = "bad"
+        try:
+            number = int(value)
+            if not -(2**63) <= number < 2**63:
+                raise ValueError("out of the 64-bit range")
+            return number
+        except (TypeError, ValueError):
+            raise InvalidValueError(
+                f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: "
+                "expected an integer",
+                field=name,
+            ) from None
+
+    def number(self, name: str, *, required: bool = False) -> float | None:
+        """A double as MLflow sends it: a JSON number, or "NaN"/"Infinity"/"-Infinity"."""
+        value = self._single(name)
+        if value is None:
+            if required:
+                raise MissingParameterError(name)
+            return None
+        return parse_double(name, value)
+
+    def boolean(self, name: str, *, default: bool = False) -> bool:
+        value = self._single(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise InvalidValueError(
+            f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: "
+            "expected a boolean",
+            field=name,
+        )
+
+    def strings(self, name: str) -> list[str]:
+        value = self.params.get(name)
+        if value is None:
+            return []
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, str) for item in values):
+            raise InvalidValueError(
+                f"Invalid value for parameter '{name}' supplied: expected a list of strings",
+                field=name,
+            )
+        return values
+
+    def objects(self, name: str) -> list[dict[str, Any]]:
+        value = self.params.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise InvalidValueError(
+                f"Invalid value for parameter '{name}' supplied: expected a list of objects",
+                field=name,
+            )
+        return value
+
+    def key_values(self, name: str) -> list[tuple[str, str]]:
+        """A list of {key, value} entries (tags, params)."""
+        pairs = []
+        for entry in self.objects(name):
+            key, value = entry.get("key"), entry.get("value", "")
+            if not isinstance(key, str) or not key:
+                raise MissingParameterError(f"{name}.key")
+            pairs.append((key, value_string(f"{name}.value", value)))
+        return pairs
+
+
+def _refuse_nul(value: Any, name: str) -> None:
+    """No database stores a NUL character in text; a parameter holding one is bad input."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidValueError(
+                f"Invalid value for parameter '{name}': it contains a NUL character",
+                field=name,
+            )
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item, name)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, name)
+            _refuse_nul(item, f"{name}.{key}" if name else str(key))
+
+
+def value_string(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise InvalidValueError(f"Invalid value for parameter '{name}': expected a string", field=name)
+
+
+def parse_double(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InvalidValueError(f"Invalid value for parameter '{name}': expected a number")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        special = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf}
+        if value.lower() in special:
+            return special[value.lower()]
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise InvalidValueError(
+        f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: expected a number",
+        field=name,
+    )
+
+
+VIEW_TYPES = {
+    "ACTIVE_ONLY": (LifecycleState.ACTIVE,),
+    "DELETED_ONLY": (LifecycleState.DELETED,),
+    "ALL": (LifecycleState.ACTIVE, LifecycleState.DELETED),
+}
+
+
+def view_states(call: Call, name: str) -> tuple[LifecycleState, ...]:
+    """MLflow's ViewType (by name, or its number 1-3) as lifecycle states."""
+    value = call.params.get(name) or "ACTIVE_ONLY"
+    if isinstance(value, list):
+        value = value[0]
+    by_number = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}
+    value = by_number.get(str(value), str(value))
+    if value not in VIEW_TYPES:
+        raise InvalidValueError(
+            f"Invalid value for {name}: {value}; one of {', '.join(VIEW_TYPES)}", field=name
+        )
+    return VIEW_TYPES[value]

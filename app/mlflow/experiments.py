@@ -1,0 +1,183 @@
+"""MLflow experiments: our models, addressed by their project-scoped iid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
+from app.mlflow import protocol
+from app.mlflow import search as search_language
+from app.mlflow.call import Call, Endpoint, view_states
+from app.models import Model, ModelMetadata, Project
+from app.services import key_values, models
+from app.services.policy import Action
+
+
+def experiment_iid(value: str) -> int:
+    try:
+        iid = int(value)
+        if not 0 <= iid < 2**63:
+            raise ValueError("out of range")
+        return iid
+    except ValueError:
+        raise InvalidValueError(
+            f"Invalid experiment ID '{value}': experiment IDs are integers", field="experiment_id"
+        ) from None
+
+
+async def find_experiment(
+    session: AsyncSession, project: Project, experiment_id: str, *, include_deleted: bool = True
+) -> Model:
+    try:
+        return await models.get_model(
+            session,
+            project=project,
+            iid=experiment_iid(experiment_id),
+            include_deleted=include_deleted,
+        )
+    except NotFoundError:
+        raise NotFoundError(
+            f"No Experiment with id={experiment_id} exists", field="experiment_id"
+        ) from None
+
+
+async def render(session: AsyncSession, model: Model) -> dict[str, Any]:
+    tags = await key_values.read(session, ModelMetadata, owner_id=model.id)
+    return protocol.experiment(model, tags)
+
+
+async def create(call: Call) -> dict[str, Any]:
+    name = call.required("name")
+    tags = dict(call.key_values("tags"))
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        try:
+            model = await models.create_model(
+                session, project=project, display_name=name, metadata=tags, actor=call.actor
+            )
+        except AlreadyExistsError:
+            raise AlreadyExistsError(
+                f"Experiment(name={name}) already exists. Error: an experiment with this name "
+                "exists in the project",
+                field="name",
+            ) from None
+    return {"experiment_id": str(model.iid)}
+
+
+async def get(call: Call) -> dict[str, Any]:
+    experiment_id = call.required("experiment_id")
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        model = await find_experiment(session, project, experiment_id)
+        return {"experiment": await render(session, model)}
+
+
+async def get_by_name(call: Call) -> dict[str, Any]:
+    name = call.required("experiment_name")
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        try:
+            model = await models.get_model(
+                session, project=project, display_name=name, include_deleted=True
+            )
+        except NotFoundError:
+            raise NotFoundError(f"Could not find experiment with name {name}") from None
+        return {"experiment": await render(session, model)}
+
+
+async def update(call: Call) -> dict[str, Any]:
+    experiment_id = call.required("experiment_id")
+    new_name = call.string("new_name")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        model = await find_experiment(session, project, experiment_id, include_deleted=False)
+        if new_name is not None:
+            await models.update_model(session, model=model, display_name=new_name, actor=call.actor)
+    return {}
+
+
+async def delete(call: Call) -> dict[str, Any]:
+    experiment_id = call.required("experiment_id")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.DELETE)
+        model = await find_experiment(session, project, experiment_id, include_deleted=False)
+        await models.delete_model(session, model=model, actor=call.actor)
+    return {}
+
+
+async def restore(call: Call) -> dict[str, Any]:
+    experiment_id = call.required("experiment_id")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.DELETE)
+        model = await find_experiment(session, project, experiment_id)
+        await models.restore_model(session, model=model, actor=call.actor)
+    return {}
+
+
+async def set_tag(call: Call) -> dict[str, Any]:
+    experiment_id = call.required("experiment_id")
+    key = call.required("key")
+    value = call.string("value", default="") or ""
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        model = await find_experiment(session, project, experiment_id, include_deleted=False)
+        await models.set_model_metadata(session, model=model, items={key: value}, actor=call.actor)
+    return {}
+
+
+async def delete_tag(call: Call) -> dict[str, Any]:
+    experiment_id = call.required("experiment_id")
+    key = call.required("key")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        model = await find_experiment(session, project, experiment_id, include_deleted=False)
+        await models.delete_model_metadata(session, model=model, name=key, actor=call.actor)
+    return {}
+
+
+async def search(call: Call) -> dict[str, Any]:
+    states = view_states(call, "view_type")
+    max_results = search_language.resolve_max_results(
+        call.integer("max_results"),
+        default=search_language.SEARCH_MAX_RESULTS_DEFAULT,
+        threshold=search_language.SEARCH_MAX_RESULTS_THRESHOLD,
+    )
+    conditions = search_language.compile_experiment_filter(call.string("filter"))
+    orders = search_language.compile_experiment_order_by(call.strings("order_by"))
+    offset = search_language.decode_page_token(call.string("page_token"))
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        rows = list(
+            await session.scalars(
+                sa.select(Model)
+                .where(Model.project_id == project.id, Model.state.in_(states), *conditions)
+                .order_by(*orders)
+                .offset(offset)
+                .limit(max_results + 1)
+            )
+        )
+        page = rows[:max_results]
+        tags = await key_values.read_many(
+            session, ModelMetadata, owner_ids=[row.id for row in page]
+        )
+    body: dict[str, Any] = {"experiments": [protocol.experiment(row, tags[row.id]) for row in page]}
+    if token := search_language.next_page_token(offset, max_results, len(rows)):
+        body["next_page_token"] = token
+    return body
+
+
+ENDPOINTS: list[Endpoint] = [
+    ("POST", "/mlflow/experiments/create", create),
+    ("GET", "/mlflow/experiments/get", get),
+    ("GET", "/mlflow/experiments/get-by-name", get_by_name),
+    ("POST", "/mlflow/experiments/update", update),
+    ("POST", "/mlflow/experiments/delete", delete),
+    ("POST", "/mlflow/experiments/restore", restore),
+    ("POST", "/mlflow/experiments/set-experiment-tag", set_tag),
+    ("POST", "/mlflow/experiments/delete-experiment-tag", delete_tag),
+    ("POST", "/mlflow/experiments/search", search),
+    ("GET", "/mlflow/experiments/search", search),
+]

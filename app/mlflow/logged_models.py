@@ -1,0 +1,408 @@
+"""MLflow 3's logged models, addressed by their model id ("m-" and 32 hex characters).
+
+Their artifact URI is ``mlflow-artifacts:/<experiment id>/models/<model id>/artifacts``,
+which the artifact proxy maps to the logged model's package (see `app.mlflow.artifacts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import InvalidValueError
+from app.mlflow import protocol
+from app.mlflow import search as search_language
+from app.mlflow.artifacts import checked_path, directory_listing
+from app.mlflow.call import Call, Endpoint, MissingParameterError
+from app.mlflow.experiments import experiment_iid, find_experiment
+from app.mlflow.protocol import logged_model_artifact_uri
+from app.mlflow.runs import find_run
+from app.mlflow.search import (
+    EQ,
+    IN,
+    NE,
+    NOT_IN,
+    CodepointOrder,
+    Comparison,
+    SearchSchema,
+    attribute_specs,
+    epoch_ms_condition,
+    parse_filter,
+    string_condition,
+)
+from app.models import Candidate, LoggedModel, Model
+from app.services import logged_models
+from app.services.policy import Action
+
+SEARCH_MAX_RESULTS_DEFAULT = 100
+SEARCH_MAX_RESULTS_THRESHOLD = 1000
+
+# LoggedModelStatus by its protobuf number.
+STATUS_NUMBERS = {
+    1: logged_models.PENDING,
+    2: logged_models.READY,
+    3: logged_models.UPLOAD_FAILED,
+}
+
+_STRING_OPS = frozenset({"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"})
+_NUMERIC_OPS = frozenset({"=", "!=", "<", "<=", ">", ">="})
+
+# What a logged model search filters on: its attributes. Metrics, params and tags of
+# logged models are not searchable here and are refused as unknown prefixes.
+LOGGED_MODEL_SEARCH = SearchSchema(
+    subject="logged models",
+    prefixes={"attribute": "attribute", "attributes": "attribute", "attr": "attribute"},
+    attributes=attribute_specs(
+        (("name",), False, _STRING_OPS),
+        (("model_id",), False, _STRING_OPS),
+        (("model_type",), False, _STRING_OPS),
+        (("status",), False, _STRING_OPS),
+        (("source_run_id",), False, _STRING_OPS),
+        (("creation_timestamp", "creation_time"), True, _NUMERIC_OPS),
+        (("last_updated_timestamp", "last_updated_time"), True, _NUMERIC_OPS),
+    ),
+    entity_ops={},
+    order_attributes={},
+)
+
+
+def _source_run_id() -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(Candidate.eid)
+        .where(Candidate.id == LoggedModel.source_candidate_id)
+        .scalar_subquery()
+    )
+
+
+ORDER_COLUMNS: dict[str, sa.SQLColumnExpression[Any]] = {
+    "name": CodepointOrder(LoggedModel.name),
+    "model_id": LoggedModel.eid,
+    "model_type": LoggedModel.model_type,
+    "status": LoggedModel.status,
+    "creation_timestamp": LoggedModel.created_at,
+    "creation_time": LoggedModel.created_at,
+    "last_updated_timestamp": LoggedModel.updated_at,
+    "last_updated_time": LoggedModel.updated_at,
+}
+
+
+def _status_value(comparison: Comparison) -> Any:
+    """Status names as the client may write them ("READY") or as stored."""
+    if comparison.op in (EQ, NE) and isinstance(comparison.value, str):
+        return _known_status(comparison.value)
+    if comparison.op in (IN, NOT_IN) and isinstance(comparison.value, tuple):
+        return tuple(_known_status(value) for value in comparison.value)
+    return comparison.value
+
+
+def _known_status(value: str) -> str:
+    try:
+        return logged_models.status(value)
+    except InvalidValueError:
+        return value
+
+
+def compile_filter(filter_string: str | None) -> list[sa.ColumnElement[bool]]:
+    """Conditions on `LoggedModel` for a logged model filter."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    for comparison in parse_filter(filter_string, LOGGED_MODEL_SEARCH):
+        key, op, value = comparison.key, comparison.op, comparison.value
+        if key in ("creation_timestamp", "last_updated_timestamp"):
+            assert isinstance(value, int)
+            column = (
+                LoggedModel.created_at if key == "creation_timestamp" else LoggedModel.updated_at
+            )
+            conditions.append(epoch_ms_condition(column, op, value))
+            continue
+        expression: sa.SQLColumnExpression[Any]
+        if key == "name":
+            expression = LoggedModel.name
+        elif key == "model_id":
+            expression = LoggedModel.eid
+        elif key == "model_type":
+            expression = LoggedModel.model_type
+        elif key == "status":
+            expression, value = LoggedModel.status, _status_value(comparison)
+        else:
+            expression = _source_run_id()
+        conditions.append(string_condition(expression, op, value))
+    return conditions
+
+
+def compile_order_by(entries: Sequence[dict[str, Any]]) -> list[sa.ColumnElement[Any]]:
+    """ORDER BY from MLflow's {field_name, ascending} objects; newest first by default."""
+    clauses: list[sa.ColumnElement[Any]] = []
+    seen: set[str] = set()
+    for entry in entries:
+        field_name = entry.get("field_name")
+        if not isinstance(field_name, str) or not field_name:
+            raise MissingParameterError("order_by.field_name")
+        if entry.get("dataset_name") or entry.get("dataset_digest"):
+            raise InvalidValueError(
+                "Ordering logged models by a dataset's metrics is not supported", field="order_by"
+            )
+        key = field_name.removeprefix("attributes.")
+        column = ORDER_COLUMNS.get(key)
+        if column is None:
+            raise InvalidValueError(
+                f"Invalid order_by field '{field_name}' for logged models; valid fields are "
+                f"{', '.join(sorted(ORDER_COLUMNS))}",
+                field="order_by",
+            )
+        if key in seen:
+            raise InvalidValueError(f"order_by repeats '{field_name}'", field="order_by")
+        seen.add(key)
+        ascending = entry.get("ascending", True)
+        if not isinstance(ascending, bool):
+            raise InvalidValueError("order_by.ascending must be a boolean", field="order_by")
+        ordered = column.asc() if ascending else column.desc()
+        clauses.append(sa.nulls_last(ordered))
+    return clauses
+
+
+# --- Rendering -----------------------------------------------------------------------------
+
+
+async def render(session: AsyncSession, rows: Sequence[LoggedModel]) -> list[dict[str, Any]]:
+    """Logged models as MLflow renders them, with one query per kind of data for all."""
+    model_ids = {row.model_id for row in rows}
+    model_iids: dict[int, int] = (
+        dict(
+            (
+                await session.execute(sa.select(Model.id, Model.iid).where(Model.id.in_(model_ids)))
+            ).all()
+        )
+        if model_ids
+        else {}
+    )
+    candidate_ids = {row.source_candidate_id for row in rows if row.source_candidate_id is not None}
+    run_ids: dict[int, str] = (
+        dict(
+            (
+                await session.execute(
+                    sa.select(Candidate.id, Candidate.eid).where(Candidate.id.in_(candidate_ids))
+                )
+            ).all()
+        )
+        if candidate_ids
+        else {}
+    )
+    rendered = []
+    for row in rows:
+        model_iid = model_iids[row.model_id]
+        info: dict[str, Any] = {
+            "model_id": row.eid,
+            "experiment_id": str(model_iid),
+            "name": row.name,
+            "creation_timestamp_ms": protocol.milliseconds(row.created_at),
+            "last_updated_timestamp_ms": protocol.milliseconds(row.updated_at),
+            "artifact_uri": logged_model_artifact_uri(model_iid, row.eid),
+            "status": row.status,
+            "tags": protocol.key_values(row.tags),
+        }
+        if row.model_type:
+            info["model_type"] = row.model_type
+        if row.source_candidate_id is not None and row.source_candidate_id in run_ids:
+            info["source_run_id"] = run_ids[row.source_candidate_id]
+        if row.status_message:
+            info["status_message"] = row.status_message
+        rendered.append(
+            {"info": info, "data": {"params": protocol.key_values(row.params), "metrics": []}}
+        )
+    return rendered
+
+
+async def _render_one(session: AsyncSession, row: LoggedModel) -> dict[str, Any]:
+    [rendered] = await render(session, [row])
+    return rendered
+
+
+# --- Handlers ------------------------------------------------------------------------------
+
+
+def _model_id(call: Call) -> str:
+    return str(call.request.path_params["model_id"])
+
+
+def _status(call: Call) -> str:
+    value = call.params.get("status")
+    if value is None or value == "":
+        raise MissingParameterError("status")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in STATUS_NUMBERS:
+            raise InvalidValueError(f"Invalid logged model status {value}", field="status")
+        return STATUS_NUMBERS[value]
+    if isinstance(value, str):
+        if value.isdigit():
+            return STATUS_NUMBERS.get(int(value)) or logged_models.status(value)
+        return logged_models.status(value)
+    raise InvalidValueError(f"Invalid logged model status {value!r}", field="status")
+
+
+async def create(call: Call) -> dict[str, Any]:
+    experiment_id = call.required("experiment_id")
+    name = call.string("name")
+    model_type = call.string("model_type")
+    source_run_id = call.string("source_run_id")
+    params = dict(call.key_values("params"))
+    tags = dict(call.key_values("tags"))
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        model = await find_experiment(session, project, experiment_id, include_deleted=False)
+        source = (
+            await find_run(session, project, source_run_id, include_deleted=False)
+            if source_run_id
+            else None
+        )
+        logged_model = await logged_models.create_logged_model(
+            session,
+            model=model,
+            name=name,
+            model_type=model_type,
+            source_candidate=source,
+            params=params,
+            tags=tags,
+            actor=call.actor,
+        )
+        return {"model": await _render_one(session, logged_model)}
+
+
+async def get(call: Call) -> dict[str, Any]:
+    allow_deleted = call.boolean("allow_deleted")
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        logged_model = await logged_models.get_logged_model(
+            session, project=project, eid=_model_id(call), include_deleted=allow_deleted
+        )
+        return {"model": await _render_one(session, logged_model)}
+
+
+async def finalize(call: Call) -> dict[str, Any]:
+    status = _status(call)
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        logged_model = await logged_models.get_logged_model(
+            session, project=project, eid=_model_id(call), for_update=True
+        )
+        await logged_models.finalize_logged_model(
+            session, logged_model=logged_model, status_name=status, actor=call.actor
+        )
+        return {"model": await _render_one(session, logged_model)}
+
+
+async def delete(call: Call) -> dict[str, Any]:
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        logged_model = await logged_models.get_logged_model(
+            session, project=project, eid=_model_id(call), for_update=True
+        )
+        await logged_models.delete_logged_model(
+            session, logged_model=logged_model, actor=call.actor
+        )
+    return {}
+
+
+async def set_tags(call: Call) -> dict[str, Any]:
+    tags = dict(call.key_values("tags"))
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        logged_model = await logged_models.get_logged_model(
+            session, project=project, eid=_model_id(call), for_update=True
+        )
+        await logged_models.set_tags(session, logged_model=logged_model, tags=tags)
+    return {}
+
+
+async def delete_tag(call: Call) -> dict[str, Any]:
+    key = str(call.request.path_params["tag_key"])
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        logged_model = await logged_models.get_logged_model(
+            session, project=project, eid=_model_id(call), for_update=True
+        )
+        await logged_models.delete_tag(session, logged_model=logged_model, key=key)
+    return {}
+
+
+async def log_params(call: Call) -> dict[str, Any]:
+    params = dict(call.key_values("params"))
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        logged_model = await logged_models.get_logged_model(
+            session, project=project, eid=_model_id(call), for_update=True
+        )
+        await logged_models.log_params(session, logged_model=logged_model, params=params)
+    return {}
+
+
+async def search(call: Call) -> dict[str, Any]:
+    experiment_ids = call.strings("experiment_ids")
+    if not experiment_ids:
+        raise MissingParameterError("experiment_ids")
+    if call.objects("datasets"):
+        raise InvalidValueError(
+            "Searching logged models by their datasets' metrics is not supported",
+            field="datasets",
+        )
+    conditions = compile_filter(call.string("filter"))
+    orders = compile_order_by(call.objects("order_by"))
+    max_results = search_language.resolve_max_results(
+        call.integer("max_results"),
+        default=SEARCH_MAX_RESULTS_DEFAULT,
+        threshold=SEARCH_MAX_RESULTS_THRESHOLD,
+    )
+    offset = search_language.decode_page_token(call.string("page_token"))
+    iids = [experiment_iid(value) for value in experiment_ids]
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        models = list(
+            await session.scalars(
+                sa.select(Model).where(Model.project_id == project.id, Model.iid.in_(iids))
+            )
+        )
+        rows = await logged_models.list_logged_models(
+            session,
+            models=models,
+            where=conditions,
+            order_by=orders,
+            limit=max_results + 1,
+            offset=offset,
+        )
+        page = await render(session, rows[:max_results])
+    body: dict[str, Any] = {"models": page}
+    if token := search_language.next_page_token(offset, max_results, len(rows)):
+        body["next_page_token"] = token
+    return body
+
+
+async def list_artifacts(call: Call) -> dict[str, Any]:
+    """What lies directly under `artifact_directory_path` of a logged model's artifacts."""
+    path = checked_path(
+        call.string("artifact_directory_path") or "",
+        field="artifact_directory_path",
+        directory=True,
+    )
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        logged_model = await logged_models.get_logged_model(
+            session, project=project, eid=_model_id(call)
+        )
+        model = await session.get_one(Model, logged_model.model_id)
+        files = await directory_listing(session, logged_model, path, full_paths=True)
+    return {"root_uri": logged_model_artifact_uri(model.iid, logged_model.eid), "files": files}
+
+
+ENDPOINTS: list[Endpoint] = [
+    ("POST", "/mlflow/logged-models", create),
+    ("POST", "/mlflow/logged-models/search", search),
+    ("GET", "/mlflow/logged-models/{model_id}", get),
+    ("PATCH", "/mlflow/logged-models/{model_id}", finalize),
+    ("DELETE", "/mlflow/logged-models/{model_id}", delete),
+    ("PATCH", "/mlflow/logged-models/{model_id}/tags", set_tags),
+    ("DELETE", "/mlflow/logged-models/{model_id}/tags/{tag_key:path}", delete_tag),
+    ("POST", "/mlflow/logged-models/{model_id}/params", log_params),
+    ("GET", "/mlflow/logged-models/{model_id}/artifacts/directories", list_artifacts),
+]

@@ -1,0 +1,129 @@
+"""The MLflow REST surface: MLflow's paths under the root (the `default` project) and
+under /projects/<project>/mlflow, each under /api and /ajax-api, answering in MLflow's
+JSON and error conventions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+import app
+from app import errors
+from app.http_auth import WWW_AUTHENTICATE, actor_from_request
+from app.mlflow import artifacts, experiments, logged_models, registry, runs
+from app.mlflow.call import Call, Endpoint, Handler
+from app.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+
+# MLflow's error codes and the HTTP statuses its client expects with them.
+ERROR_CODES: dict[type[errors.DomainError], tuple[str, int]] = {
+    errors.NotFoundError: ("RESOURCE_DOES_NOT_EXIST", 404),
+    errors.AlreadyExistsError: ("RESOURCE_ALREADY_EXISTS", 400),
+    errors.InvalidValueError: ("INVALID_PARAMETER_VALUE", 400),
+    errors.ForbiddenError: ("PERMISSION_DENIED", 403),
+    errors.UnauthenticatedError: ("UNAUTHENTICATED", 401),
+}
+
+# Every handler module lists its (method, path under /api/2.0 and /ajax-api/2.0, handler).
+ENDPOINTS: list[Endpoint] = [
+    *experiments.ENDPOINTS,
+    *runs.ENDPOINTS,
+    *registry.ENDPOINTS,
+    *artifacts.ENDPOINTS,
+    *logged_models.ENDPOINTS,
+]
+
+
+def error_response(code: str, message: str, status: int) -> JSONResponse:
+    headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if status == 401 else None
+    return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
+
+
+def domain_error_response(error: errors.DomainError) -> JSONResponse:
+    for error_type, (code, status) in ERROR_CODES.items():
+        if isinstance(error, error_type):
+            return error_response(code, error.message, status)
+    return error_response("INVALID_PARAMETER_VALUE", error.message, 400)
+
+
+class MlflowJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def respond(request: Request) -> Response:
+        database = get_runtime(request).database
+        try:
+            actor = await actor_from_request(request, database)
+            call = await Call.read(request, database, actor)
+            return MlflowJSONResponse(await handler(call))
+        except errors.DomainError as error:
+            return domain_error_response(error)
+
+    return respond
+
+
+async def endpoint_not_found(request: Request) -> Response:
+    return error_response(
+        "ENDPOINT_NOT_FOUND",
+        f"No API endpoint {request.method} {request.url.path}",
+        404,
+    )
+
+
+async def health(request: Request) -> Response:
+    return PlainTextResponse("OK")
+
+
+async def version(request: Request) -> Response:
+    return PlainTextResponse(app.__version__)
+
+
+async def server_info(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "store_type": "SqlStore",
+            "workspaces_enabled": False,
+            "multipart_uploads_enabled": False,
+            "multipart_downloads_enabled": False,
+        }
+    )
+
+
+def _surface_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route(f"{prefix}/2.0{path}", endpoint(handler), methods=[method])
+        for method, path, handler in ENDPOINTS
+        for prefix in ("/api", "/ajax-api")
+    ]
+    routes += [
+        Route(f"{prefix}/3.0/mlflow/server-info", server_info, methods=["GET"])
+        for prefix in ("/api", "/ajax-api")
+    ]
+    routes += [
+        Route("/health", health, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+    ]
+    # The artifact proxy streams bodies under a path parameter: routes of its own.
+    routes += artifacts.proxy_routes(domain_error_response)
+    # Anything else under MLflow's API prefixes is an unknown endpoint, in MLflow's JSON.
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    routes += [
+        Route(f"{prefix}/{{rest:path}}", endpoint_not_found, methods=methods)
+        for prefix in ("/api/2.0", "/api/3.0", "/ajax-api/2.0", "/ajax-api/3.0")
+    ]
+    return routes
+
+
+def routes() -> list[BaseRoute]:
+    """The MLflow surface for the default project at the root and for every project."""
+    surface = _surface_routes()
+    return [*surface, Mount("/projects/{project}/mlflow", routes=surface)]

@@ -1,0 +1,425 @@
+"""MLflow runs: our candidates, addressed by their external id (the run id)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import InvalidValueError, NotFoundError
+from app.mlflow import protocol
+from app.mlflow import search as search_language
+from app.mlflow.call import (
+    Call,
+    Endpoint,
+    MissingParameterError,
+    parse_double,
+    value_string,
+    view_states,
+)
+from app.mlflow.experiments import experiment_iid, find_experiment
+from app.models import (
+    Candidate,
+    CandidateMetadata,
+    CandidateParam,
+    CandidateStatus,
+    Model,
+    Project,
+)
+from app.services import candidates, key_values, users
+from app.services.candidates import MetricPoint
+from app.services.policy import Action
+
+RUN_NAME_TAG = "mlflow.runName"
+HISTORY_PAGE_DEFAULT = 25_000
+BULK_INTERVAL_MAX_RESULTS = 2500
+
+
+async def find_run(
+    session: AsyncSession, project: Project, run_id: str, *, include_deleted: bool = True
+) -> Candidate:
+    try:
+        return await candidates.get_candidate(
+            session, project=project, eid=run_id, include_deleted=include_deleted
+        )
+    except NotFoundError:
+        raise NotFoundError(f"Run '{run_id}' not found", field="run_id") from None
+
+
+async def render(session: AsyncSession, rows: list[Candidate]) -> list[dict[str, Any]]:
+    """Runs as MLflow renders them, with one query per kind of data for all of them."""
+    ids = [row.id for row in rows]
+    model_iids = dict(
+        (
+            await session.execute(
+                sa.select(Model.id, Model.iid).where(Model.id.in_({row.model_id for row in rows}))
+            )
+        ).all()
+    )
+    usernames = await users.usernames(
+        session, user_ids={row.user_id for row in rows if row.user_id is not None}
+    )
+    params = await key_values.read_many(session, CandidateParam, owner_ids=ids)
+    tags = await key_values.read_many(session, CandidateMetadata, owner_ids=ids)
+    metrics = await candidates.get_latest_metrics_of(session, candidate_ids=ids)
+    inputs = await candidates.get_inputs_of(session, candidate_ids=ids)
+    rendered = []
+    for row in rows:
+        run_tags = {**tags[row.id], RUN_NAME_TAG: row.name or ""}
+        dataset_inputs = [i.payload for i in inputs[row.id] if i.kind == "dataset_input"]
+        model_inputs = [i.payload for i in inputs[row.id] if i.kind == "model_input"]
+        model_outputs = [i.payload for i in inputs[row.id] if i.kind == "model_output"]
+        rendered.append(
+            protocol.run(
+                row,
+                model_iid=model_iids[row.model_id],
+                username=usernames.get(row.user_id) if row.user_id is not None else None,
+                params=params[row.id],
+                tags=run_tags,
+                metrics=metrics[row.id],
+                inputs={"dataset_inputs": dataset_inputs, "model_inputs": model_inputs},
+                outputs={"model_outputs": model_outputs},
+            )
+        )
+    return rendered
+
+
+def _status(value: str | None) -> CandidateStatus | None:
+    if value is None:
+        return None
+    try:
+        return CandidateStatus(value)
+    except ValueError:
+        raise InvalidValueError(
+            f"Invalid run status '{value}': one of {', '.join(s.value for s in CandidateStatus)}",
+            field="status",
+        ) from None
+
+
+def _split_run_name(tags: list[tuple[str, str]]) -> tuple[str | None, list[tuple[str, str]]]:
+    """The run name travels as the `mlflow.runName` tag too; it lives in one place."""
+    name = None
+    rest = []
+    for key, value in tags:
+        if key == RUN_NAME_TAG:
+            name = value
+        else:
+            rest.append((key, value))
+    return name, rest
+
+
+async def create(call: Call) -> dict[str, Any]:
+    experiment_id = call.string("experiment_id", default="0") or "0"
+    name_tag, tags = _split_run_name(call.key_values("tags"))
+    run_name = call.string("run_name") or name_tag
+    start_time = call.integer("start_time")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        model = await find_experiment(session, project, experiment_id, include_deleted=False)
+        candidate = await candidates.create_candidate(
+            session,
+            model=model,
+            name=run_name,
+            start_time=start_time,
+            metadata=dict(tags),
+            actor=call.actor,
+        )
+        [run] = await render(session, [candidate])
+    return {"run": run}
+
+
+async def get(call: Call) -> dict[str, Any]:
+    run_id = call.string("run_id") or call.string("run_uuid")
+    if run_id is None:
+        raise MissingParameterError("run_id")
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        candidate = await find_run(session, project, run_id)
+        [run] = await render(session, [candidate])
+    return {"run": run}
+
+
+async def update(call: Call) -> dict[str, Any]:
+    run_id = call.string("run_id") or call.string("run_uuid")
+    if run_id is None:
+        raise MissingParameterError("run_id")
+    status = _status(call.string("status"))
+    end_time = call.integer("end_time")
+    run_name = call.string("run_name")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        candidate = await find_run(session, project, run_id)
+        await candidates.update_candidate(
+            session,
+            candidate=candidate,
+            name=run_name,
+            status=status,
+            end_time=end_time,
+            actor=call.actor,
+        )
+        model_iid = await session.scalar(sa.select(Model.iid).where(Model.id == candidate.model_id))
+    return {
+        "run_info": protocol.run_info(
+            candidate, model_iid or 0, call.actor.username if call.actor else None
+        )
+    }
+
+
+async def delete(call: Call) -> dict[str, Any]:
+    run_id = call.required("run_id")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        candidate = await find_run(session, project, run_id, include_deleted=False)
+        await candidates.delete_candidate(session, candidate=candidate, actor=call.actor)
+    return {}
+
+
+async def restore(call: Call) -> dict[str, Any]:
+    run_id = call.required("run_id")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        candidate = await find_run(session, project, run_id)
+        await candidates.restore_candidate(session, candidate=candidate, actor=call.actor)
+    return {}
+
+
+def _metric(entry: dict[str, Any], label: str = "metrics") -> MetricPoint:
+    key = entry.get("key")
+    if not isinstance(key, str) or not key:
+        raise MissingParameterError(f"{label}.key" if label else "key")
+    if entry.get("value") is None:
+        raise MissingParameterError(f"{label}.value" if label else "value")
+    timestamp, step = entry.get("timestamp"), entry.get("step", 0)
+    if timestamp is None:
+        raise MissingParameterError(f"{label}.timestamp" if label else "timestamp")
+    try:
+        return MetricPoint(
+            name=key,
+            value=parse_double("value", entry["value"]),
+            timestamp=int(timestamp),
+            step=int(step or 0),
+        )
+    except (TypeError, ValueError):
+        raise InvalidValueError(
+            f"Invalid metric '{key}': timestamp and step must be integers", field=label
+        ) from None
+
+
+async def _log(
+    call: Call,
+    *,
+    metrics: Sequence[MetricPoint] = (),
+    params: Sequence[tuple[str, str]] = (),
+    tags: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    run_id = call.string("run_id") or call.string("run_uuid")
+    if run_id is None:
+        raise MissingParameterError("run_id")
+    run_name, other_tags = _split_run_name(list(tags))
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        candidate = await find_run(session, project, run_id)
+        await candidates.log_batch(
+            session, candidate=candidate, metrics=metrics, params=params, tags=other_tags
+        )
+        if run_name is not None:
+            await candidates.update_candidate(
+                session, candidate=candidate, name=run_name, actor=call.actor
+            )
+    return {}
+
+
+async def log_metric(call: Call) -> dict[str, Any]:
+    return await _log(call, metrics=[_metric(call.params, label="")])
+
+
+async def log_param(call: Call) -> dict[str, Any]:
+    key = call.required("key")
+    value = call.params.get("value")
+    if value is None:
+        raise MissingParameterError("value")
+    return await _log(call, params=[(key, value_string("value", value))])
+
+
+async def set_tag(call: Call) -> dict[str, Any]:
+    key = call.required("key")
+    value = call.string("value", default="") or ""
+    return await _log(call, tags=[(key, value)])
+
+
+async def log_batch(call: Call) -> dict[str, Any]:
+    return await _log(
+        call,
+        metrics=[_metric(entry) for entry in call.objects("metrics")],
+        params=call.key_values("params"),
+        tags=call.key_values("tags"),
+    )
+
+
+async def delete_tag(call: Call) -> dict[str, Any]:
+    run_id = call.required("run_id")
+    key = call.required("key")
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        candidate = await find_run(session, project, run_id)
+        await candidates.delete_metadata(session, candidate=candidate, name=key)
+    return {}
+
+
+async def log_inputs(call: Call) -> dict[str, Any]:
+    run_id = call.required("run_id")
+    entries: list[tuple[str, str, dict[str, Any]]] = []
+    for dataset_input in call.objects("datasets"):
+        dataset = dataset_input.get("dataset")
+        if not isinstance(dataset, dict) or not dataset.get("name"):
+            raise MissingParameterError("datasets.dataset.name")
+        key = f"{dataset.get('name')}:{dataset.get('digest', '')}"
+        entries.append(("dataset_input", key, dataset_input))
+    for model_input in call.objects("models"):
+        if not model_input.get("model_id"):
+            raise MissingParameterError("models.model_id")
+        entries.append(("model_input", str(model_input["model_id"]), model_input))
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        candidate = await find_run(session, project, run_id)
+        await candidates.record_inputs(session, candidate=candidate, entries=entries)
+    return {}
+
+
+async def log_outputs(call: Call) -> dict[str, Any]:
+    run_id = call.required("run_id")
+    entries: list[tuple[str, str, dict[str, Any]]] = []
+    for output in call.objects("models"):
+        if not output.get("model_id"):
+            raise MissingParameterError("models.model_id")
+        entries.append(("model_output", f"{output['model_id']}:{output.get('step', 0)}", output))
+    async with call.database.session() as session:
+        project = await call.project(session, Action.WRITE)
+        candidate = await find_run(session, project, run_id)
+        await candidates.record_inputs(session, candidate=candidate, entries=entries)
+    return {}
+
+
+async def metric_history(call: Call) -> dict[str, Any]:
+    run_id = call.string("run_id") or call.string("run_uuid")
+    if run_id is None:
+        raise MissingParameterError("run_id")
+    key = call.required("metric_key")
+    max_results = call.integer("max_results", default=HISTORY_PAGE_DEFAULT) or HISTORY_PAGE_DEFAULT
+    offset = _offset(call.string("page_token"))
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        candidate = await find_run(session, project, run_id)
+        points = await candidates.get_metric_history(
+            session, candidate=candidate, name=key, limit=max_results + 1, offset=offset
+        )
+    body: dict[str, Any] = {"metrics": [protocol.metric(p) for p in points[:max_results]]}
+    if len(points) > max_results:
+        body["next_page_token"] = str(offset + max_results)
+    return body
+
+
+def _offset(page_token: str | None) -> int:
+    if not page_token:
+        return 0
+    try:
+        offset = int(page_token)
+    except ValueError:
+        raise InvalidValueError(f"Invalid page token '{page_token}'", field="page_token") from None
+    if offset < 0:
+        raise InvalidValueError(f"Invalid page token '{page_token}'", field="page_token")
+    return offset
+
+
+async def metric_history_bulk_interval(call: Call) -> dict[str, Any]:
+    run_ids = call.strings("run_ids")
+    if not run_ids:
+        raise MissingParameterError("run_ids")
+    if len(run_ids) > 100:
+        raise InvalidValueError("GetMetricHistoryBulkInterval accepts at most 100 runs")
+    key = call.required("metric_key")
+    start_step = call.integer("start_step")
+    end_step = call.integer("end_step")
+    if (start_step is None) != (end_step is None):
+        raise InvalidValueError("start_step and end_step go together")
+    if start_step is not None and end_step is not None and start_step > end_step:
+        raise InvalidValueError("end_step must be at least start_step")
+    max_results = call.integer("max_results", default=BULK_INTERVAL_MAX_RESULTS) or 0
+    if not 0 < max_results <= BULK_INTERVAL_MAX_RESULTS:
+        raise InvalidValueError(f"max_results must be between 1 and {BULK_INTERVAL_MAX_RESULTS}")
+    metrics: list[dict[str, Any]] = []
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        for run_id in run_ids:
+            candidate = await find_run(session, project, run_id)
+            points = await candidates.get_metric_history(
+                session, candidate=candidate, name=key, start_step=start_step, end_step=end_step
+            )
+            for point in _sample(points, max_results):
+                metrics.append({**protocol.metric(point), "run_id": run_id})
+    return {"metrics": metrics}
+
+
+def _sample(points: list[MetricPoint], max_results: int) -> list[MetricPoint]:
+    """Evenly spaced steps, always keeping the first and the last (MLflow's sampling)."""
+    steps = sorted({point.step for point in points})
+    if len(steps) > max_results:
+        if max_results == 1:
+            kept = {steps[0]}
+        else:
+            stride = (len(steps) - 1) / (max_results - 1)
+            kept = {steps[round(index * stride)] for index in range(max_results)}
+        points = [point for point in points if point.step in kept]
+    return points
+
+
+async def search(call: Call) -> dict[str, Any]:
+    experiment_ids = call.strings("experiment_ids")
+    states = view_states(call, "run_view_type")
+    max_results = search_language.resolve_max_results(
+        call.integer("max_results"),
+        default=search_language.SEARCH_MAX_RESULTS_DEFAULT,
+        threshold=search_language.SEARCH_MAX_RESULTS_THRESHOLD,
+    )
+    conditions = search_language.compile_run_filter(call.string("filter"))
+    orders = search_language.compile_run_order_by(call.strings("order_by"))
+    offset = search_language.decode_page_token(call.string("page_token"))
+    iids = [experiment_iid(value) for value in experiment_ids]
+    async with call.database.session(read_only=True) as session:
+        project = await call.project(session, Action.READ)
+        model_ids = sa.select(Model.id).where(Model.project_id == project.id, Model.iid.in_(iids))
+        rows = list(
+            await session.scalars(
+                sa.select(Candidate)
+                .where(Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *conditions)
+                .order_by(*orders)
+                .offset(offset)
+                .limit(max_results + 1)
+            )
+        )
+        page = await render(session, rows[:max_results])
+    body: dict[str, Any] = {"runs": page}
+    if token := search_language.next_page_token(offset, max_results, len(rows)):
+        body["next_page_token"] = token
+    return body
+
+
+ENDPOINTS: list[Endpoint] = [
+    ("POST", "/mlflow/runs/create", create),
+    ("GET", "/mlflow/runs/get", get),
+    ("POST", "/mlflow/runs/update", update),
+    ("POST", "/mlflow/runs/delete", delete),
+    ("POST", "/mlflow/runs/restore", restore),
+    ("POST", "/mlflow/runs/log-metric", log_metric),
+    ("POST", "/mlflow/runs/log-parameter", log_param),
+    ("POST", "/mlflow/runs/log-batch", log_batch),
+    ("POST", "/mlflow/runs/set-tag", set_tag),
+    ("POST", "/mlflow/runs/delete-tag", delete_tag),
+    ("POST", "/mlflow/runs/search", search),
+    ("POST", "/mlflow/runs/log-inputs", log_inputs),
+    ("POST", "/mlflow/runs/outputs", log_outputs),
+    ("GET", "/mlflow/metrics/get-history", metric_history),
+    ("GET", "/mlflow/metrics/get-history-bulk-interval", metric_history_bulk_interval),
+]

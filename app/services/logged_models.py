@@ -1,0 +1,268 @@
+"""Logged models (MLflow 3): a model's files and description, logged from a candidate or
+on their own, before (or without) becoming a version. Their files are a package of their
+own (see `packages.logged_model_package`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.errors import InvalidValueError, NotFoundError
+from app.models import Candidate, LifecycleState, LoggedModel, Model, Project
+from app.services import audit, validation
+from app.services.actor import Actor
+
+PENDING = "LOGGED_MODEL_PENDING"
+READY = "LOGGED_MODEL_READY"
+UPLOAD_FAILED = "LOGGED_MODEL_UPLOAD_FAILED"
+STATUSES = (PENDING, READY, UPLOAD_FAILED)
+
+MAX_PARAMS_PER_REQUEST = 100
+MAX_TAGS_PER_REQUEST = 100
+
+
+def new_eid() -> str:
+    """MLflow's model id: "m-" and 32 hex characters."""
+    return f"m-{uuid.uuid4().hex}"
+
+
+def status(value: str) -> str:
+    """A LoggedModelStatus by its name, with or without the LOGGED_MODEL_ prefix."""
+    name = value.upper()
+    if not name.startswith("LOGGED_MODEL_"):
+        name = f"LOGGED_MODEL_{name}"
+    if name not in STATUSES:
+        raise InvalidValueError(
+            f"Invalid logged model status '{value}': one of {', '.join(STATUSES)}",
+            field="status",
+        )
+    return name
+
+
+def _validated_params(params: Mapping[str, str]) -> dict[str, str]:
+    if len(params) > MAX_PARAMS_PER_REQUEST:
+        raise InvalidValueError(
+            f"At most {MAX_PARAMS_PER_REQUEST} params can be logged at once", field="params"
+        )
+    return {
+        validation.key(name, kind="param"): validation.param_value(name, value)
+        for name, value in params.items()
+    }
+
+
+def _validated_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS_PER_REQUEST:
+        raise InvalidValueError(
+            f"At most {MAX_TAGS_PER_REQUEST} tags can be set at once", field="tags"
+        )
+    return {
+        validation.key(name, kind="tag"): validation.tag_value(name, value)
+        for name, value in tags.items()
+    }
+
+
+async def create_logged_model(
+    session: AsyncSession,
+    *,
+    model: Model,
+    name: str | None = None,
+    model_type: str | None = None,
+    source_candidate: Candidate | None = None,
+    params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+    actor: Actor | None = None,
+) -> LoggedModel:
+    """A logged model of `model` (an experiment), PENDING until its files are uploaded."""
+    if model.state is not LifecycleState.ACTIVE:
+        raise InvalidValueError(
+            f"Model '{model.display_name}' is deleted; restore it to log models in it",
+            field="experiment_id",
+        )
+    if source_candidate is not None and source_candidate.project_id != model.project_id:
+        raise NotFoundError(f"Run '{source_candidate.eid}' not found", field="source_run_id")
+    eid = new_eid()
+    name = name or f"model-{eid[2:10]}"
+    if len(name) > validation.MAX_NAME_LENGTH:
+        raise InvalidValueError(
+            f"Logged model name is longer than {validation.MAX_NAME_LENGTH} characters",
+            field="name",
+        )
+    if model_type is not None and len(model_type) > validation.MAX_NAME_LENGTH:
+        raise InvalidValueError(
+            f"Model type is longer than {validation.MAX_NAME_LENGTH} characters",
+            field="model_type",
+        )
+    logged_model = LoggedModel(
+        project_id=model.project_id,
+        model_id=model.id,
+        eid=eid,
+        name=name,
+        status=PENDING,
+        model_type=model_type or None,
+        source_candidate_id=source_candidate.id if source_candidate is not None else None,
+        params=_validated_params(params or {}),
+        tags=_validated_tags(tags or {}),
+        state=LifecycleState.ACTIVE,
+    )
+    session.add(logged_model)
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="logged_model.create",
+        target=logged_model,
+        details={"model_id": eid, "name": name},
+    )
+    return logged_model
+
+
+async def get_logged_model(
+    session: AsyncSession,
+    *,
+    project: Project,
+    eid: str,
+    include_deleted: bool = False,
+    for_update: bool = False,
+) -> LoggedModel:
+    """A logged model of the project by its MLflow model id. `for_update` locks its row,
+    for read-modify-write changes of its tags and params."""
+    states = (
+        (LifecycleState.ACTIVE, LifecycleState.DELETED)
+        if include_deleted
+        else (LifecycleState.ACTIVE,)
+    )
+    query = sa.select(LoggedModel).where(
+        LoggedModel.project_id == project.id,
+        LoggedModel.eid == eid,
+        LoggedModel.state.in_(states),
+    )
+    if for_update:
+        query = query.with_for_update()
+    found = await session.scalar(query)
+    if found is None:
+        raise NotFoundError(f"Logged model '{eid}' does not exist", field="model_id")
+    return found
+
+
+async def list_logged_models(
+    session: AsyncSession,
+    *,
+    models: Sequence[Model],
+    where: Sequence[sa.ColumnElement[bool]] = (),
+    order_by: Sequence[sa.ColumnElement[Any]] = (),
+    limit: int = 100,
+    offset: int = 0,
+) -> list[LoggedModel]:
+    """Active logged models of the given models, filtered and ordered by the caller's
+    clauses (newest first by default)."""
+    if not models:
+        return []
+    query = (
+        sa.select(LoggedModel)
+        .where(
+            LoggedModel.model_id.in_([model.id for model in models]),
+            LoggedModel.state == LifecycleState.ACTIVE,
+            *where,
+        )
+        .order_by(*(order_by or (LoggedModel.created_at.desc(),)), LoggedModel.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(await session.scalars(query))
+
+
+def _require_active(logged_model: LoggedModel) -> None:
+    if logged_model.state is not LifecycleState.ACTIVE:
+        raise InvalidValueError(
+            f"Logged model '{logged_model.eid}' is deleted; it cannot be changed",
+            field="model_id",
+        )
+
+
+async def finalize_logged_model(
+    session: AsyncSession,
+    *,
+    logged_model: LoggedModel,
+    status_name: str,
+    message: str | None = None,
+    actor: Actor | None = None,
+) -> LoggedModel:
+    """Mark the upload of a logged model's files as done (READY) or failed."""
+    _require_active(logged_model)
+    logged_model.status = status(status_name)
+    logged_model.status_message = message
+    logged_model.updated_at = utcnow()
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="logged_model.finalize",
+        target=logged_model,
+        details={"status": logged_model.status},
+    )
+    return logged_model
+
+
+async def delete_logged_model(
+    session: AsyncSession, *, logged_model: LoggedModel, actor: Actor | None = None
+) -> LoggedModel:
+    """Soft-delete: it disappears from searches and reads; its files stay in its package."""
+    if logged_model.state is LifecycleState.ACTIVE:
+        logged_model.state = LifecycleState.DELETED
+        logged_model.updated_at = utcnow()
+        await session.flush()
+        await audit.record(session, actor=actor, action="logged_model.delete", target=logged_model)
+    return logged_model
+
+
+async def set_tags(
+    session: AsyncSession, *, logged_model: LoggedModel, tags: Mapping[str, str]
+) -> LoggedModel:
+    """Add or replace tags (lock the row first: see `get_logged_model`)."""
+    _require_active(logged_model)
+    if tags:
+        logged_model.tags = {**logged_model.tags, **_validated_tags(tags)}
+        logged_model.updated_at = utcnow()
+        await session.flush()
+    return logged_model
+
+
+async def delete_tag(session: AsyncSession, *, logged_model: LoggedModel, key: str) -> LoggedModel:
+    _require_active(logged_model)
+    if key not in logged_model.tags:
+        raise NotFoundError(
+            f"No tag with key '{key}' on logged model '{logged_model.eid}'", field="tag_key"
+        )
+    logged_model.tags = {name: value for name, value in logged_model.tags.items() if name != key}
+    logged_model.updated_at = utcnow()
+    await session.flush()
+    return logged_model
+
+
+async def log_params(
+    session: AsyncSession, *, logged_model: LoggedModel, params: Mapping[str, str]
+) -> LoggedModel:
+    """Add params; like a candidate's, a param once logged keeps its value."""
+    _require_active(logged_model)
+    validated = _validated_params(params)
+    changed = sorted(
+        name
+        for name, value in validated.items()
+        if name in logged_model.params and logged_model.params[name] != value
+    )
+    if changed:
+        raise InvalidValueError(
+            f"Params of logged model '{logged_model.eid}' cannot change once logged: "
+            f"{', '.join(changed)}",
+            field="params",
+        )
+    if validated:
+        logged_model.params = {**logged_model.params, **validated}
+        logged_model.updated_at = utcnow()
+        await session.flush()
+    return logged_model

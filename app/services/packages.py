@@ -1,0 +1,343 @@
+"""Packages: where artifacts live. A candidate's files are an `ml_model` package named
+after its model with version `candidate_<iid>`; a file's bytes sit in the artifact store
+under a key that never changes, whatever happens to the package around it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import Database
+from app.errors import InvalidValueError, NotFoundError
+from app.models import Candidate, LoggedModel, Model, Package, PackageFile, PackageType
+from app.storage import ArtifactStore, StoredObject, validate_key
+
+logger = logging.getLogger(__name__)
+
+
+def candidate_package_version(candidate: Candidate) -> str:
+    return f"candidate_{candidate.iid}"
+
+
+def new_storage_key(project_id: int) -> str:
+    """A fresh object key: uploads never overwrite bytes another reader may be streaming."""
+    return f"projects/{project_id}/objects/{uuid.uuid4().hex}"
+
+
+async def get_or_create_package(
+    session: AsyncSession,
+    *,
+    project_id: int,
+    package_type: PackageType,
+    name: str,
+    version: str,
+) -> Package:
+    package = await session.scalar(
+        sa.select(Package).where(
+            Package.project_id == project_id,
+            Package.package_type == package_type,
+            Package.name == name,
+            Package.version == version,
+        )
+    )
+    if package is None:
+        package = Package(
+            project_id=project_id, package_type=package_type, name=name, version=version
+        )
+        session.add(package)
+        await session.flush()
+    return package
+
+
+async def candidate_package(session: AsyncSession, *, candidate: Candidate) -> Package:
+    """The package holding a candidate's artifacts, created on first use."""
+    if candidate.package_id is not None:
+        return await session.get_one(Package, candidate.package_id)
+    model = await session.get_one(Model, candidate.model_id)
+    package = await get_or_create_package(
+        session,
+        project_id=candidate.project_id,
+        package_type=PackageType.ML_MODEL,
+        name=model.name,
+        version=candidate_package_version(candidate),
+    )
+    candidate.package_id = package.id
+    await session.flush()
+    return package
+
+
+async def add_file(
+    session: AsyncSession, *, package: Package, path: str, stored: StoredObject
+) -> str | None:
+    """Record a stored object as the package's file at `path`. Returns the storage key of
+    the file it replaced, for the caller to delete once this is committed."""
+    validate_key(path, field="path")
+    existing = await session.scalar(
+        sa.select(PackageFile).where(PackageFile.package_id == package.id, PackageFile.path == path)
+    )
+    if existing is not None:
+        replaced = existing.storage_key
+        existing.storage_key, existing.size, existing.sha256 = (
+            stored.key,
+            stored.size,
+            stored.sha256,
+        )
+        await session.flush()
+        return replaced
+    session.add(
+        PackageFile(
+            package_id=package.id,
+            path=path,
+            size=stored.size,
+            sha256=stored.sha256,
+            storage_key=stored.key,
+        )
+    )
+    await session.flush()
+    return None
+
+
+async def get_file(session: AsyncSession, *, package: Package, path: str) -> PackageFile:
+    found = await session.scalar(
+        sa.select(PackageFile).where(PackageFile.package_id == package.id, PackageFile.path == path)
+    )
+    if found is None:
+        raise NotFoundError(f"No file '{path}' in {package.name} {package.version}", field="path")
+    return found
+
+
+async def list_files(
+    session: AsyncSession, *, package: Package, prefix: str = ""
+) -> list[PackageFile]:
+    """Files of a package whose path starts with `prefix` (a directory, without slash)."""
+    query = sa.select(PackageFile).where(PackageFile.package_id == package.id)
+    if prefix:
+        query = query.where(PackageFile.path.startswith(f"{prefix}/", autoescape=True))
+    return list(await session.scalars(query.order_by(PackageFile.path)))
+
+
+async def delete_files(session: AsyncSession, *, package: Package, path: str) -> list[str]:
+    """Remove the file at `path`, or every file under it; returns their storage keys for
+    the caller to delete from the store after the commit."""
+    files = await session.scalars(
+        sa.select(PackageFile).where(
+            PackageFile.package_id == package.id,
+            sa.or_(
+                PackageFile.path == path,
+                PackageFile.path.startswith(f"{path}/", autoescape=True),
+            ),
+        )
+    )
+    removed = list(files)
+    if not removed:
+        raise NotFoundError(f"No file '{path}' in {package.name} {package.version}", field="path")
+    for file in removed:
+        await session.delete(file)
+    await session.flush()
+    return [file.storage_key for file in removed]
+
+
+# --- Logged models -------------------------------------------------------------------------
+
+
+async def logged_model_package(session: AsyncSession, *, logged_model: LoggedModel) -> Package:
+    """The package holding a logged model's files (an `ml_model` package named after the
+    model it was logged in, with the logged model's id as its version), created on first
+    use."""
+    if logged_model.package_id is not None:
+        return await session.get_one(Package, logged_model.package_id)
+    model = await session.get_one(Model, logged_model.model_id)
+    package = await get_or_create_package(
+        session,
+        project_id=logged_model.project_id,
+        package_type=PackageType.ML_MODEL,
+        name=model.name,
+        version=logged_model.eid,
+    )
+    logged_model.package_id = package.id
+    await session.flush()
+    return package
+
+
+# --- Directories ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A direct child of a directory of a package: a file (with its size) or a directory."""
+
+    name: str
+    is_dir: bool
+    size: int | None = None
+
+
+async def list_directory(session: AsyncSession, *, package: Package, path: str = "") -> list[Entry]:
+    """The files and directories directly under `path` ("" for the package's root), by
+    name; empty when `path` is a file or holds nothing."""
+    prefix = f"{path}/" if path else ""
+    query = sa.select(PackageFile.path, PackageFile.size).where(
+        PackageFile.package_id == package.id
+    )
+    if prefix:
+        query = query.where(PackageFile.path.startswith(prefix, autoescape=True))
+    entries: dict[str, Entry] = {}
+    for file_path, size in await session.execute(query):
+        name, separator, _rest = file_path[len(prefix) :].partition("/")
+        if separator:
+            entries.setdefault(name, Entry(name=name, is_dir=True))
+        else:
+            entries[name] = Entry(name=name, is_dir=False, size=size)
+    return [entries[name] for name in sorted(entries)]
+
+
+async def delete_all_files(session: AsyncSession, *, package: Package) -> list[str]:
+    """Remove every file of the package; returns their storage keys for the caller to
+    delete from the store after the commit."""
+    keys = list(
+        await session.scalars(
+            sa.delete(PackageFile)
+            .where(PackageFile.package_id == package.id)
+            .returning(PackageFile.storage_key)
+        )
+    )
+    return keys
+
+
+async def _check_file_path_is_free(session: AsyncSession, *, package: Package, path: str) -> None:
+    """A file may not sit where a directory of other files is, nor under another file:
+    the package must stay a tree that downloads to a disk."""
+    segments = path.split("/")
+    parents = ["/".join(segments[:count]) for count in range(1, len(segments))]
+    if parents:
+        blocking = await session.scalar(
+            sa.select(PackageFile.path)
+            .where(PackageFile.package_id == package.id, PackageFile.path.in_(parents))
+            .limit(1)
+        )
+        if blocking is not None:
+            raise InvalidValueError(
+                f"Cannot store '{path}': '{blocking}' is a file, not a directory", field="path"
+            )
+    nested = await session.scalar(
+        sa.select(PackageFile.path)
+        .where(
+            PackageFile.package_id == package.id,
+            PackageFile.path.startswith(f"{path}/", autoescape=True),
+        )
+        .limit(1)
+    )
+    if nested is not None:
+        raise InvalidValueError(
+            f"Cannot store '{path}': it is a directory holding '{nested}'", field="path"
+        )
+
+
+# --- Storing and removing bytes ------------------------------------------------------------
+
+PackageResolver = Callable[[AsyncSession], Awaitable[Package]]
+
+# Attempts at recording an upload when a concurrent upload created the same row first.
+RECORD_ATTEMPTS = 3
+
+
+async def store_file(
+    database: Database,
+    store: ArtifactStore,
+    *,
+    project_id: int,
+    package_of: PackageResolver,
+    path: str,
+    body: AsyncIterable[bytes],
+    size_hint: int | None = None,
+) -> StoredObject:
+    """Stream `body` into the store under a fresh key, then record it as the file at
+    `path` of the package `package_of` resolves in the recording transaction.
+
+    No transaction is open while the bytes flow. If recording fails, the new object is
+    deleted; the object of a file it replaced is deleted once the change is committed.
+    """
+    validate_key(path, field="path")
+    stored = await store.put(new_storage_key(project_id), body, size_hint=size_hint)
+    try:
+        replaced = await _record_file(database, package_of=package_of, path=path, stored=stored)
+    except BaseException:
+        # Shielded: a cancelled request must not leave an object that nothing records.
+        await asyncio.shield(delete_unreferenced_objects(database, store, [stored.key]))
+        raise
+    if replaced is not None and replaced != stored.key:
+        await delete_unreferenced_objects(database, store, [replaced])
+    return stored
+
+
+async def _record_file(
+    database: Database, *, package_of: PackageResolver, path: str, stored: StoredObject
+) -> str | None:
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            async with database.session() as session:
+                package = await package_of(session)
+                await _check_file_path_is_free(session, package=package, path=path)
+                # Lock the row being replaced, so concurrent uploads of one path queue up
+                # and each learns the key it really replaced.
+                await session.scalar(
+                    sa.select(PackageFile)
+                    .where(PackageFile.package_id == package.id, PackageFile.path == path)
+                    .with_for_update()
+                )
+                return await add_file(session, package=package, path=path, stored=stored)
+        except sa.exc.IntegrityError:
+            # A concurrent first upload created the package or the file row: try again,
+            # now finding them.
+            if attempt == RECORD_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def remove_files(
+    database: Database,
+    store: ArtifactStore,
+    *,
+    package_of: Callable[[AsyncSession], Awaitable[Package | None]],
+    path: str,
+) -> int:
+    """Remove the file at `path`, or every file under it ("" for all of the package's),
+    and then their objects. Returns how many files were removed."""
+    async with database.session() as session:
+        package = await package_of(session)
+        if package is None:
+            if path:
+                raise NotFoundError(f"No file '{path}'", field="path")
+            return 0
+        if path:
+            keys = await delete_files(session, package=package, path=path)
+        else:
+            keys = await delete_all_files(session, package=package)
+    await delete_unreferenced_objects(database, store, keys)
+    return len(keys)
+
+
+async def delete_unreferenced_objects(
+    database: Database, store: ArtifactStore, keys: Sequence[str]
+) -> None:
+    """Delete the objects of `keys` that no package file records (any more). Failures are
+    logged, not raised: the change they follow is already committed."""
+    if not keys:
+        return
+    try:
+        async with database.session(read_only=True) as session:
+            referenced = set(
+                await session.scalars(
+                    sa.select(PackageFile.storage_key).where(PackageFile.storage_key.in_(keys))
+                )
+            )
+        unreferenced = [key for key in dict.fromkeys(keys) if key not in referenced]
+        if unreferenced:
+            await store.delete_many(unreferenced)
+    except Exception:
+        logger.warning("could not delete %d artifact object(s)", len(keys), exc_info=True)
