@@ -15,6 +15,7 @@ from app.db import Database
 from app.graphql.endpoint import GraphQLEndpoint
 from app.mlflow.routes import routes as mlflow_routes
 from app.observability import RequestLogMiddleware
+from app.rest import routes as rest_routes
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
 from app.storage import create_artifact_store
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *ops.routes,
             Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"]),
+            # Before the MLflow surface, whose routes cover prefixes under /api.
+            *rest_routes(),
             *mlflow_routes(),
         ],
         middleware=[Middleware(RequestLogMiddleware)],

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     job_requeue_after_seconds: float = Field(default=600, ge=0)
     # Embedded mode (no Redis): how often the in-process runner looks for due jobs.
     job_poll_interval_seconds: float = Field(default=10, gt=0)
+    # The largest body the package API accepts in one upload, in bytes (413 above it).
+    max_upload_size: int = Field(default=10 * 1024**3, gt=0)
 
     @field_validator("database_url")
     @classmethod

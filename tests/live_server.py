@@ -27,6 +27,8 @@ class LiveServer:
     database_url: str
     admin_token: str
     log_path: Path
+    # The server process, for tests that watch its resources.
+    pid: int = 0
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -55,7 +57,9 @@ def live_server(workdir: Path, database_url: str, **settings: str) -> Iterator[L
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", database_url, ADMIN_TOKEN, log_path)
+    server = LiveServer(
+        f"http://127.0.0.1:{port}", database_url, ADMIN_TOKEN, log_path, process.pid
+    )
     try:
         _wait_until_healthy(server, process)
         yield server

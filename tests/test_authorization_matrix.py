@@ -317,6 +317,7 @@ async def _mlflow_objects(session: AsyncSession, path: str) -> dict[str, str]:
             params={"lr": "0.1"},
         )
         ids[f"{label}_run"] = run.eid
+        ids[f"{label}_run_iid"] = str(run.iid)
         if label == "victim":
             await models.register_model(session, model=model, actor=OPERATOR)
         else:
@@ -330,6 +331,7 @@ async def _mlflow_objects(session: AsyncSession, path: str) -> dict[str, str]:
     promoted = await candidates.create_candidate(session, model=registered)
     version = await versions.create_version(session, model=registered, candidate=promoted)
     await versions.set_alias(session, model=registered, alias="stable", version=version)
+    ids["version_id"] = str(version.id)
     return ids
 
 
@@ -721,6 +723,65 @@ async def mlflow_outcome(world: World, caller: Caller, kind: str, case: MlflowCa
     return MLFLOW_OUTCOMES.get(response.status_code, f"{response.status_code} {response.text}")
 
 
+# --- The package API: every route, the least role it needs, and a request. ---
+
+PACKAGES = "/api/v1/projects/{project}/packages"
+
+
+@dataclass(frozen=True)
+class PackageCase:
+    least: Role
+    # The URL of the request for a project's path and its objects' ids.
+    url: Callable[[str, dict[str, str]], str]
+    # Whether the admin uploads the file first (a download needs something to find).
+    upload_first: bool = False
+
+
+def _version_files(path: str, ids: dict[str, str]) -> str:
+    return f"/api/v1/projects/{path}/packages/ml_models/{ids['version_id']}/files"
+
+
+def _candidate_file(path: str, ids: dict[str, str]) -> str:
+    ref = f"candidate:{ids['experiment_run_iid']}"
+    return f"/api/v1/projects/{path}/packages/ml_models/{ref}/files/file.txt"
+
+
+def _generic_file(path: str, ids: dict[str, str]) -> str:
+    return f"/api/v1/projects/{path}/packages/generic/tool/1.0.0/file.txt"
+
+
+PACKAGE_CASES: dict[tuple[str, str], PackageCase] = {
+    ("GET", f"{PACKAGES}/ml_models/{{ref}}/files"): PackageCase(READ, _version_files),
+    ("GET", f"{PACKAGES}/ml_models/{{ref}}/files/{{path:path}}"): PackageCase(
+        READ, _candidate_file, upload_first=True
+    ),
+    ("PUT", f"{PACKAGES}/ml_models/{{ref}}/files/{{path:path}}"): PackageCase(
+        DEVELOPER, lambda path, ids: f"{_version_files(path, ids)}/file.txt"
+    ),
+    ("GET", f"{PACKAGES}/generic/{{name}}/{{version}}/{{path:path}}"): PackageCase(
+        READ, _generic_file, upload_first=True
+    ),
+    ("PUT", f"{PACKAGES}/generic/{{name}}/{{version}}/{{path:path}}"): PackageCase(
+        DEVELOPER, _generic_file
+    ),
+}
+
+PACKAGE_OUTCOMES = {200: OK, 201: OK, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+
+
+async def package_outcome(world: World, caller: Caller, kind: str, case: PackageCase) -> str:
+    path = PATHS[kind]
+    url = case.url(path, world.mlflow[path])
+    if case.upload_first:
+        prepared = await world.client.put(url, content=b"bytes", headers=bearer(world.admin_token))
+        assert prepared.status_code == 201, prepared.text
+    method = "PUT" if case.least is not READ else "GET"
+    response = await world.client.request(
+        method, url, content=b"bytes" if method == "PUT" else None, headers=bearer(caller.token)
+    )
+    return PACKAGE_OUTCOMES.get(response.status_code, f"{response.status_code} {response.text}")
+
+
 # Every other route, with a request that everyone may make and its status (GraphQL's
 # data is guarded by the fields above; GET /graphql serves GraphiQL to a browser).
 ROUTES: dict[tuple[str, str], dict[str, Any]] = {
@@ -757,8 +818,10 @@ def test_every_route_is_in_the_table(tmp_path: Path) -> None:
     for method, path in _served(app.routes):
         relative = path.removeprefix("/projects/{project}/mlflow")
         mlflow_path = relative.removeprefix("/api/2.0").removeprefix("/ajax-api/2.0")
-        if (method, relative) in ROUTES or (
-            mlflow_path != relative and (method, mlflow_path) in MLFLOW_CASES
+        if (
+            (method, relative) in ROUTES
+            or (method, path) in PACKAGE_CASES
+            or (mlflow_path != relative and (method, mlflow_path) in MLFLOW_CASES)
         ):
             continue
         unknown.add((method, path))
@@ -810,6 +873,14 @@ async def test_each_role_and_token_gets_what_the_table_says(world: World) -> Non
             for kind in PROJECT_KINDS:
                 seen = await mlflow_outcome(world, caller, kind, case)
                 wanted = expected_mlflow(caller, kind, case.least)
+                if seen != wanted:
+                    mismatches.append(
+                        (f"{method} {path}", caller.role, caller.token_kind, kind, seen, wanted)
+                    )
+        for (method, path), package_case in PACKAGE_CASES.items():
+            for kind in PROJECT_KINDS:
+                seen = await package_outcome(world, caller, kind, package_case)
+                wanted = expected_mlflow(caller, kind, package_case.least)
                 if seen != wanted:
                     mismatches.append(
                         (f"{method} {path}", caller.role, caller.token_kind, kind, seen, wanted)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from app.services import jobs
 from workers.context import JobContext, JobHandler
 from workers.jobs import destruction, purge_deleted_runs
+from workers.jobs.finalize_upload import finalize_upload
+from workers.jobs.migrate_package_types import migrate_package_types
 
 __all__ = ["HANDLERS", "JobContext", "JobHandler", "handler_for"]
 
@@ -13,6 +15,8 @@ HANDLERS: dict[str, JobHandler] = {
     jobs.DELETE_MODEL: destruction.delete_model,
     jobs.DELETE_VERSION: destruction.delete_version,
     jobs.DELETE_CANDIDATE: destruction.delete_candidate,
+    jobs.FINALIZE_UPLOAD: finalize_upload,
+    jobs.MIGRATE_PACKAGE_TYPES: migrate_package_types,
 }
 
 if HANDLERS.keys() != jobs.JOB_KINDS:

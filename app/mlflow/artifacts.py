@@ -267,7 +267,7 @@ async def download(request: Request) -> Response:
         file = await packages.get_file(session, package=package, path=path)
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Disposition": _attachment(posixpath.basename(path)),
+        "Content-Disposition": attachment_disposition(posixpath.basename(path)),
         "X-Content-Type-Options": "nosniff",
     }
     if file.sha256:
@@ -276,7 +276,7 @@ async def download(request: Request) -> Response:
     if request.method == "HEAD":
         headers["Content-Length"] = str(file.size)
         return Response(headers=headers, media_type=media_type)
-    start, end = _byte_range(request.headers.get("range"))
+    start, end = parse_byte_range(request.headers.get("range"))
     store = get_runtime(request).artifacts
     try:
         stream = await store.open(file.storage_key, start=start, end=end)
@@ -361,14 +361,14 @@ class ObjectResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
 
 
-def _attachment(name: str) -> str:
+def attachment_disposition(name: str) -> str:
     quoted = urllib.parse.quote(name, safe="")
     if quoted == name:
         return f'attachment; filename="{name}"'
     return f"attachment; filename*=utf-8''{quoted}"
 
 
-def _byte_range(header: str | None) -> tuple[int | None, int | None]:
+def parse_byte_range(header: str | None) -> tuple[int | None, int | None]:
     """A single ``bytes=`` range as (start, end) for `ArtifactStore.open`; anything else
     (none, several, malformed) asks for the whole object, as HTTP allows."""
     if header is None or (match := _RANGE.fullmatch(header.strip())) is None:

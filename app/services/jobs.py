@@ -25,11 +25,13 @@ PURGE_DELETED_RUNS = "purge_deleted_runs"
 DELETE_MODEL = "delete_model"
 DELETE_VERSION = "delete_version"
 DELETE_CANDIDATE = "delete_candidate"
+FINALIZE_UPLOAD = "finalize_upload"
+MIGRATE_PACKAGE_TYPES = "migrate_package_types"
 
 # Every kind a worker can run; `workers.registry` maps each one to its handler.
 JOB_KINDS: frozenset[str] = frozenset(
     {PURGE_DELETED_RUNS, DELETE_MODEL, DELETE_VERSION, DELETE_CANDIDATE}
-)
+) | {FINALIZE_UPLOAD, MIGRATE_PACKAGE_TYPES}
 
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 

@@ -15,7 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import Database
 from app.errors import InvalidValueError, NotFoundError
-from app.models import Candidate, LoggedModel, Model, Package, PackageFile, PackageType
+from app.models import (
+    Candidate,
+    Job,
+    LoggedModel,
+    Model,
+    ModelVersion,
+    Package,
+    PackageFile,
+    PackageStatus,
+    PackageType,
+    Project,
+)
+from app.services import audit, jobs, policy
+from app.services.actor import Actor
 from app.storage import ArtifactStore, StoredObject, validate_key
 
 logger = logging.getLogger(__name__)
@@ -241,6 +254,7 @@ async def _check_file_path_is_free(session: AsyncSession, *, package: Package, p
 # --- Storing and removing bytes ------------------------------------------------------------
 
 PackageResolver = Callable[[AsyncSession], Awaitable[Package]]
+RecordedHook = Callable[[AsyncSession, Package, StoredObject], Awaitable[None]]
 
 # Attempts at recording an upload when a concurrent upload created the same row first.
 RECORD_ATTEMPTS = 3
@@ -255,9 +269,12 @@ async def store_file(
     path: str,
     body: AsyncIterable[bytes],
     size_hint: int | None = None,
+    on_recorded: RecordedHook | None = None,
 ) -> StoredObject:
     """Stream `body` into the store under a fresh key, then record it as the file at
     `path` of the package `package_of` resolves in the recording transaction.
+    `on_recorded`, if given, runs in that transaction once the file row is written
+    (to enqueue follow-up work with it).
 
     No transaction is open while the bytes flow. If recording fails, the new object is
     deleted; the object of a file it replaced is deleted once the change is committed.
@@ -265,7 +282,9 @@ async def store_file(
     validate_key(path, field="path")
     stored = await store.put(new_storage_key(project_id), body, size_hint=size_hint)
     try:
-        replaced = await _record_file(database, package_of=package_of, path=path, stored=stored)
+        replaced = await _record_file(
+            database, package_of=package_of, path=path, stored=stored, on_recorded=on_recorded
+        )
     except BaseException:
         # Shielded: a cancelled request must not leave an object that nothing records.
         await asyncio.shield(delete_unreferenced_objects(database, store, [stored.key]))
@@ -276,7 +295,12 @@ async def store_file(
 
 
 async def _record_file(
-    database: Database, *, package_of: PackageResolver, path: str, stored: StoredObject
+    database: Database,
+    *,
+    package_of: PackageResolver,
+    path: str,
+    stored: StoredObject,
+    on_recorded: RecordedHook | None = None,
 ) -> str | None:
     for attempt in range(1, RECORD_ATTEMPTS + 1):
         try:
@@ -290,7 +314,10 @@ async def _record_file(
                     .where(PackageFile.package_id == package.id, PackageFile.path == path)
                     .with_for_update()
                 )
-                return await add_file(session, package=package, path=path, stored=stored)
+                replaced = await add_file(session, package=package, path=path, stored=stored)
+                if on_recorded is not None:
+                    await on_recorded(session, package, stored)
+                return replaced
         except sa.exc.IntegrityError:
             # A concurrent first upload created the package or the file row: try again,
             # now finding them.
@@ -341,3 +368,139 @@ async def delete_unreferenced_objects(
             await store.delete_many(unreferenced)
     except Exception:
         logger.warning("could not delete %d artifact object(s)", len(keys), exc_info=True)
+
+
+# --- Version packages ----------------------------------------------------------------------
+
+
+async def version_package(session: AsyncSession, version: ModelVersion) -> Package:
+    """The package holding a model version's release (an `ml_model` package named after
+    its model, with the semver as its version), created on first use."""
+    if version.package_id is not None:
+        return await session.get_one(Package, version.package_id)
+    model = await session.get_one(Model, version.model_id)
+    package = await get_or_create_package(
+        session,
+        project_id=version.project_id,
+        package_type=PackageType.ML_MODEL,
+        name=model.name,
+        version=version.version,
+    )
+    version.package_id = package.id
+    await session.flush()
+    return package
+
+
+# --- Upload verification -------------------------------------------------------------------
+#
+# Each upload through the package API enqueues a `finalize_upload` job that re-reads the
+# stored object. The job's verdict (`progress["verdict"]`: "ok" or "error", with
+# `progress["reason"]`) is written in the transaction that settles the package's status,
+# so the verdicts are the record of which files failed and why.
+
+
+def _finalize_jobs(package: Package) -> sa.Select[Job]:
+    from app.services import jobs
+
+    return sa.select(Job).where(
+        Job.kind == jobs.FINALIZE_UPLOAD,
+        Job.project_id == package.project_id,
+        Job.payload["package_id"].as_integer() == package.id,
+    )
+
+
+async def upload_problems(session: AsyncSession, *, package: Package) -> dict[str, str]:
+    """The files of the package whose newest verification failed, with the reason, as
+    long as the file still holds the bytes that failed (a file uploaded again or removed
+    no longer counts)."""
+    newest: dict[str, Job] = {}
+    for job in await session.scalars(_finalize_jobs(package).order_by(Job.id)):
+        if job.progress.get("verdict") in ("ok", "error"):
+            newest[str(job.payload.get("path"))] = job
+    failed = {path: job for path, job in newest.items() if job.progress["verdict"] == "error"}
+    if not failed:
+        return {}
+    current = dict(
+        (
+            await session.execute(
+                sa.select(PackageFile.path, PackageFile.storage_key).where(
+                    PackageFile.package_id == package.id, PackageFile.path.in_(list(failed))
+                )
+            )
+        ).all()
+    )
+    return {
+        path: str(job.progress.get("reason", "verification failed"))
+        for path, job in failed.items()
+        if current.get(path) == job.payload.get("storage_key")
+    }
+
+
+async def settle_package_status(
+    session: AsyncSession, *, package: Package, finished_job_id: int | None = None
+) -> PackageStatus:
+    """Set the status the verdicts so far call for: `error` while a file's newest
+    verification failed, `processing` while an upload awaits verification (other than
+    `finished_job_id`, whose verdict is written), else `default`. A package being
+    destroyed keeps its status."""
+    from app.services import jobs
+
+    if package.status is PackageStatus.PENDING_DESTRUCTION:
+        return package.status
+    if await upload_problems(session, package=package):
+        status = PackageStatus.ERROR
+    else:
+        status = PackageStatus.DEFAULT
+        waiting = await session.scalars(
+            _finalize_jobs(package).where(Job.status.in_(jobs.UNFINISHED))
+        )
+        for job in waiting:
+            if job.id != finished_job_id and not job.progress.get("verdict"):
+                status = PackageStatus.PROCESSING
+                break
+    if package.status is not status:
+        package.status = status
+        await session.flush()
+    return status
+
+
+# --- Package type migration ----------------------------------------------------------------
+
+
+async def request_package_type_migration(
+    session: AsyncSession, *, project: Project | None, actor: Actor | None
+) -> Job:
+    """Enqueue the `migrate_package_types` job, which turns the legacy `generic`
+    `ml_experiment_<model iid>` packages of candidates into their `ml_model` packages in
+    place (see `workers.jobs.migrate_package_types`). For one project a maintainer may
+    ask; for every project (`project` None) only an administrator. While such a job is
+    waiting or running for the same scope, that job is returned instead of a new one."""
+    if project is None:
+        policy.require_admin(actor)
+    else:
+        await policy.authorize(session, actor, project, policy.Action.DELETE)
+    project_id = project.id if project is not None else None
+    scope = Job.project_id == project_id if project_id is not None else Job.project_id.is_(None)
+    unfinished = await session.scalar(
+        sa.select(Job)
+        .where(Job.kind == jobs.MIGRATE_PACKAGE_TYPES, Job.status.in_(jobs.UNFINISHED), scope)
+        .order_by(Job.id)
+        .limit(1)
+    )
+    if unfinished is not None:
+        return unfinished
+    job = await jobs.enqueue(
+        session,
+        kind=jobs.MIGRATE_PACKAGE_TYPES,
+        payload={} if project_id is None else {"project_id": project_id},
+        project_id=project_id,
+    )
+    await audit.record(
+        session,
+        actor=actor,
+        action="packages.migrate_types",
+        target=job,
+        project_id=project_id,
+        details={"job_id": job.id},
+    )
+    return job
