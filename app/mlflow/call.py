@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from app.db import Database
 from app.errors import InvalidValueError
+from app.mlflow.search import Page
 from app.models import LifecycleState, Project
 from app.services import projects
 from app.services.actor import Actor
@@ -136,6 +137,15 @@ class Call:
                 raise MissingParameterError(name)
             return None
         return parse_double(name, value)
+
+    def page(self, *, default: int, threshold: int) -> Page:
+        """The page asked for by `max_results` and `page_token`."""
+        return Page.requested(
+            self.integer("max_results"),
+            self.string("page_token"),
+            default=default,
+            threshold=threshold,
+        )
 
     def boolean(self, name: str, *, default: bool = False) -> bool:
         value = self._single(name)

@@ -140,31 +140,31 @@ async def delete_tag(call: Call) -> dict[str, Any]:
 
 async def search(call: Call) -> dict[str, Any]:
     states = view_states(call, "view_type")
-    max_results = search_language.resolve_max_results(
-        call.integer("max_results"),
+    page = call.page(
         default=search_language.SEARCH_MAX_RESULTS_DEFAULT,
         threshold=search_language.SEARCH_MAX_RESULTS_THRESHOLD,
     )
     conditions = search_language.compile_experiment_filter(call.string("filter"))
     orders = search_language.compile_experiment_order_by(call.strings("order_by"))
-    offset = search_language.decode_page_token(call.string("page_token"))
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
         rows = list(
             await session.scalars(
-                sa.select(Model)
-                .where(Model.project_id == project.id, Model.state.in_(states), *conditions)
-                .order_by(*orders)
-                .offset(offset)
-                .limit(max_results + 1)
+                page.of(
+                    sa.select(Model)
+                    .where(Model.project_id == project.id, Model.state.in_(states), *conditions)
+                    .order_by(*orders)
+                )
             )
         )
-        page = rows[:max_results]
+        shown, token = page.split(rows)
         tags = await key_values.read_many(
-            session, ModelMetadata, owner_ids=[row.id for row in page]
+            session, ModelMetadata, owner_ids=[row.id for row in shown]
         )
-    body: dict[str, Any] = {"experiments": [protocol.experiment(row, tags[row.id]) for row in page]}
-    if token := search_language.next_page_token(offset, max_results, len(rows)):
+    body: dict[str, Any] = {
+        "experiments": [protocol.experiment(row, tags[row.id]) for row in shown]
+    }
+    if token:
         body["next_page_token"] = token
     return body
 

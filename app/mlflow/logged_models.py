@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidValueError
 from app.mlflow import protocol
-from app.mlflow import search as search_language
 from app.mlflow.artifacts import checked_path, directory_listing
 from app.mlflow.call import Call, Endpoint, MissingParameterError
 from app.mlflow.experiments import experiment_iid, find_experiment
@@ -349,12 +348,7 @@ async def search(call: Call) -> dict[str, Any]:
         )
     conditions = compile_filter(call.string("filter"))
     orders = compile_order_by(call.objects("order_by"))
-    max_results = search_language.resolve_max_results(
-        call.integer("max_results"),
-        default=SEARCH_MAX_RESULTS_DEFAULT,
-        threshold=SEARCH_MAX_RESULTS_THRESHOLD,
-    )
-    offset = search_language.decode_page_token(call.string("page_token"))
+    page = call.page(default=SEARCH_MAX_RESULTS_DEFAULT, threshold=SEARCH_MAX_RESULTS_THRESHOLD)
     iids = [experiment_iid(value) for value in experiment_ids]
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
@@ -368,12 +362,12 @@ async def search(call: Call) -> dict[str, Any]:
             models=models,
             where=conditions,
             order_by=orders,
-            limit=max_results + 1,
-            offset=offset,
+            limit=page.size + 1,
+            offset=page.offset,
         )
-        page = await render(session, rows[:max_results])
-    body: dict[str, Any] = {"models": page}
-    if token := search_language.next_page_token(offset, max_results, len(rows)):
+        shown, token = page.split(rows)
+        body: dict[str, Any] = {"models": await render(session, list(shown))}
+    if token:
         body["next_page_token"] = token
     return body
 

@@ -94,7 +94,6 @@ LATEST_ALIAS = "latest"
 # Version numbers are 32-bit in the database; larger ones cannot exist.
 MAX_VERSION_NUMBER = 2**31 - 1
 # Page offsets beyond this cannot be real and overflow the databases' integers.
-MAX_PAGE_OFFSET = 2**62
 # How many `models:/<name>/<number>` hops get-download-uri follows.
 MAX_SOURCE_HOPS = 8
 
@@ -148,15 +147,6 @@ def _stage(value: str) -> VersionStage:
             field="stage",
         )
     return stage
-
-
-def _page_offset(call: Call) -> int:
-    offset = search_language.decode_page_token(call.string("page_token"))
-    if offset > MAX_PAGE_OFFSET:
-        raise search_language.SearchError(
-            "Invalid page token: its offset is out of range", field="page_token"
-        )
-    return offset
 
 
 def _description(call: Call) -> str | None:
@@ -635,33 +625,33 @@ async def delete_registered_model(call: Call) -> dict[str, Any]:
 
 
 async def search_registered_models(call: Call) -> dict[str, Any]:
-    max_results = search_language.resolve_max_results(
-        call.integer("max_results"),
+    page = call.page(
         default=search_language.SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
         threshold=search_language.SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD,
     )
     conditions = search_language.compile_registered_model_filter(call.string("filter"))
     orders = search_language.compile_registered_model_order_by(call.strings("order_by"))
-    offset = _page_offset(call)
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
         rows = list(
             await session.scalars(
-                sa.select(Model)
-                .where(
-                    Model.project_id == project.id,
-                    Model.registered.is_(True),
-                    Model.state == LifecycleState.ACTIVE,
-                    *conditions,
+                page.of(
+                    sa.select(Model)
+                    .where(
+                        Model.project_id == project.id,
+                        Model.registered.is_(True),
+                        Model.state == LifecycleState.ACTIVE,
+                        *conditions,
+                    )
+                    .order_by(*orders)
                 )
-                .order_by(*orders)
-                .offset(offset)
-                .limit(max_results + 1)
             )
         )
-        page = rows[:max_results]
-        body: dict[str, Any] = {"registered_models": await render_registered_models(session, page)}
-    if token := search_language.next_page_token(offset, max_results, len(rows)):
+        shown, token = page.split(rows)
+        body: dict[str, Any] = {
+            "registered_models": await render_registered_models(session, list(shown))
+        }
+    if token:
         body["next_page_token"] = token
     return body
 
@@ -872,14 +862,12 @@ async def delete_model_version(call: Call) -> dict[str, Any]:
 
 
 async def search_model_versions(call: Call) -> dict[str, Any]:
-    max_results = search_language.resolve_max_results(
-        call.integer("max_results"),
+    page = call.page(
         default=search_language.SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
         threshold=search_language.SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD,
     )
     conditions = search_language.compile_model_version_filter(call.string("filter"))
     orders = search_language.compile_model_version_order_by(call.strings("order_by"))
-    offset = _page_offset(call)
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
         registered = sa.select(Model.id).where(
@@ -889,21 +877,21 @@ async def search_model_versions(call: Call) -> dict[str, Any]:
         )
         rows = list(
             await session.scalars(
-                sa.select(ModelVersion)
-                .where(
-                    ModelVersion.project_id == project.id,
-                    ModelVersion.state == LifecycleState.ACTIVE,
-                    ModelVersion.model_id.in_(registered),
-                    *conditions,
+                page.of(
+                    sa.select(ModelVersion)
+                    .where(
+                        ModelVersion.project_id == project.id,
+                        ModelVersion.state == LifecycleState.ACTIVE,
+                        ModelVersion.model_id.in_(registered),
+                        *conditions,
+                    )
+                    .order_by(*orders)
                 )
-                .order_by(*orders)
-                .offset(offset)
-                .limit(max_results + 1)
             )
         )
-        page = rows[:max_results]
-        body: dict[str, Any] = {"model_versions": await render_versions(session, page)}
-    if token := search_language.next_page_token(offset, max_results, len(rows)):
+        shown, token = page.split(rows)
+        body: dict[str, Any] = {"model_versions": await render_versions(session, list(shown))}
+    if token:
         body["next_page_token"] = token
     return body
 

@@ -34,6 +34,7 @@ from app.services.policy import Action
 
 RUN_NAME_TAG = "mlflow.runName"
 HISTORY_PAGE_DEFAULT = 25_000
+HISTORY_PAGE_MAX = 100_000
 BULK_INTERVAL_MAX_RESULTS = 2500
 
 
@@ -307,30 +308,18 @@ async def metric_history(call: Call) -> dict[str, Any]:
     if run_id is None:
         raise MissingParameterError("run_id")
     key = call.required("metric_key")
-    max_results = call.integer("max_results", default=HISTORY_PAGE_DEFAULT) or HISTORY_PAGE_DEFAULT
-    offset = _offset(call.string("page_token"))
+    page = call.page(default=HISTORY_PAGE_DEFAULT, threshold=HISTORY_PAGE_MAX)
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
         candidate = await find_run(session, project, run_id)
         points = await candidates.get_metric_history(
-            session, candidate=candidate, name=key, limit=max_results + 1, offset=offset
+            session, candidate=candidate, name=key, limit=page.size + 1, offset=page.offset
         )
-    body: dict[str, Any] = {"metrics": [protocol.metric(p) for p in points[:max_results]]}
-    if len(points) > max_results:
-        body["next_page_token"] = str(offset + max_results)
+    shown, token = page.split(points)
+    body: dict[str, Any] = {"metrics": [protocol.metric(point) for point in shown]}
+    if token:
+        body["next_page_token"] = token
     return body
-
-
-def _offset(page_token: str | None) -> int:
-    if not page_token:
-        return 0
-    try:
-        offset = int(page_token)
-    except ValueError:
-        raise InvalidValueError(f"Invalid page token '{page_token}'", field="page_token") from None
-    if offset < 0:
-        raise InvalidValueError(f"Invalid page token '{page_token}'", field="page_token")
-    return offset
 
 
 async def metric_history_bulk_interval(call: Call) -> dict[str, Any]:
@@ -378,30 +367,30 @@ def _sample(points: list[MetricPoint], max_results: int) -> list[MetricPoint]:
 async def search(call: Call) -> dict[str, Any]:
     experiment_ids = call.strings("experiment_ids")
     states = view_states(call, "run_view_type")
-    max_results = search_language.resolve_max_results(
-        call.integer("max_results"),
+    page = call.page(
         default=search_language.SEARCH_MAX_RESULTS_DEFAULT,
         threshold=search_language.SEARCH_MAX_RESULTS_THRESHOLD,
     )
     conditions = search_language.compile_run_filter(call.string("filter"))
     orders = search_language.compile_run_order_by(call.strings("order_by"))
-    offset = search_language.decode_page_token(call.string("page_token"))
     iids = [experiment_iid(value) for value in experiment_ids]
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
         model_ids = sa.select(Model.id).where(Model.project_id == project.id, Model.iid.in_(iids))
         rows = list(
             await session.scalars(
-                sa.select(Candidate)
-                .where(Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *conditions)
-                .order_by(*orders)
-                .offset(offset)
-                .limit(max_results + 1)
+                page.of(
+                    sa.select(Candidate)
+                    .where(
+                        Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *conditions
+                    )
+                    .order_by(*orders)
+                )
             )
         )
-        page = await render(session, rows[:max_results])
-    body: dict[str, Any] = {"runs": page}
-    if token := search_language.next_page_token(offset, max_results, len(rows)):
+        shown, token = page.split(rows)
+        body: dict[str, Any] = {"runs": await render(session, list(shown))}
+    if token:
         body["next_page_token"] = token
     return body
 

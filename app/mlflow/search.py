@@ -56,7 +56,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
@@ -1297,6 +1297,32 @@ def decode_page_token(token: str | None) -> int:
             f"Invalid page token {token!r}: it holds no valid offset", field="page_token"
         )
     return offset
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a search: the offset it starts at and how many rows it shows."""
+
+    offset: int
+    size: int
+
+    @classmethod
+    def requested(
+        cls, max_results: int | None, page_token: str | None, *, default: int, threshold: int
+    ) -> Page:
+        size = resolve_max_results(max_results, default=default, threshold=threshold)
+        return cls(offset=decode_page_token(page_token), size=size)
+
+    def of(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        """The query for this page, asking one row more to learn whether another follows."""
+        return query.offset(self.offset).limit(self.size + 1)
+
+    def split(self, rows: Sequence[T]) -> tuple[Sequence[T], str | None]:
+        """The rows to show and the token of the next page (None on the last)."""
+        return rows[: self.size], next_page_token(self.offset, self.size, len(rows))
+
+
+T = TypeVar("T")
 
 
 def next_page_token(offset: int, max_results: int, fetched: int) -> str | None:
