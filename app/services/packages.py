@@ -68,21 +68,29 @@ async def get_or_create_package(
     return package
 
 
-async def candidate_package(session: AsyncSession, *, candidate: Candidate) -> Package:
-    """The package holding a candidate's artifacts, created on first use."""
-    if candidate.package_id is not None:
-        return await session.get_one(Package, candidate.package_id)
-    model = await session.get_one(Model, candidate.model_id)
+async def _owned_package(
+    session: AsyncSession, owner: Candidate | ModelVersion | LoggedModel, *, version: str
+) -> Package:
+    """The `ml_model` package an owner points at, or a new one named after the owner's
+    model with `version`, linked to the owner."""
+    if owner.package_id is not None:
+        return await session.get_one(Package, owner.package_id)
+    model = await session.get_one(Model, owner.model_id)
     package = await get_or_create_package(
         session,
-        project_id=candidate.project_id,
+        project_id=owner.project_id,
         package_type=PackageType.ML_MODEL,
         name=model.name,
-        version=candidate_package_version(candidate),
+        version=version,
     )
-    candidate.package_id = package.id
+    owner.package_id = package.id
     await session.flush()
     return package
+
+
+async def candidate_package(session: AsyncSession, *, candidate: Candidate) -> Package:
+    """The package holding a candidate's artifacts, created on first use."""
+    return await _owned_package(session, candidate, version=candidate_package_version(candidate))
 
 
 async def add_file(
@@ -163,19 +171,7 @@ async def logged_model_package(session: AsyncSession, *, logged_model: LoggedMod
     """The package holding a logged model's files (an `ml_model` package named after the
     model it was logged in, with the logged model's id as its version), created on first
     use."""
-    if logged_model.package_id is not None:
-        return await session.get_one(Package, logged_model.package_id)
-    model = await session.get_one(Model, logged_model.model_id)
-    package = await get_or_create_package(
-        session,
-        project_id=logged_model.project_id,
-        package_type=PackageType.ML_MODEL,
-        name=model.name,
-        version=logged_model.eid,
-    )
-    logged_model.package_id = package.id
-    await session.flush()
-    return package
+    return await _owned_package(session, logged_model, version=logged_model.eid)
 
 
 # --- Directories ---------------------------------------------------------------------------
@@ -376,19 +372,7 @@ async def delete_unreferenced_objects(
 async def version_package(session: AsyncSession, version: ModelVersion) -> Package:
     """The package holding a model version's release (an `ml_model` package named after
     its model, with the semver as its version), created on first use."""
-    if version.package_id is not None:
-        return await session.get_one(Package, version.package_id)
-    model = await session.get_one(Model, version.model_id)
-    package = await get_or_create_package(
-        session,
-        project_id=version.project_id,
-        package_type=PackageType.ML_MODEL,
-        name=model.name,
-        version=version.version,
-    )
-    version.package_id = package.id
-    await session.flush()
-    return package
+    return await _owned_package(session, version, version=version.version)
 
 
 # --- Upload verification -------------------------------------------------------------------
