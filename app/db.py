@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -62,6 +63,20 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+Row = TypeVar("Row", bound=Base)
+
+
+async def rows_by_id(
+    session: AsyncSession, entity: type[Row], ids: Collection[int], *conditions: Any
+) -> dict[int, Row]:
+    """Rows of `entity` by primary key, in one query; `conditions` narrow them."""
+    if not ids:
+        return {}
+    key: Any = entity.__mapper__.primary_key[0]
+    rows = await session.scalars(sa.select(entity).where(key.in_(ids), *conditions))
+    return {row.__mapper__.primary_key_from_instance(row)[0]: row for row in rows}
+
+
 def insert_with_conflicts(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
     """An INSERT for the session's database that accepts ON CONFLICT clauses."""
     if session.get_bind().dialect.name == "postgresql":
@@ -69,8 +84,10 @@ def insert_with_conflicts(session: AsyncSession, table: Any) -> postgresql.Inser
     return sqlite.insert(table)
 
 
-def create_engine(url: str, **options: Any) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL, a busy timeout and foreign keys."""
+def create_engine(url: str, *, foreign_keys: bool = True, **options: Any) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL, a busy timeout and foreign keys (which
+    migrations turn off: SQLite rebuilds a table to change it, and dropping the old copy
+    with foreign keys on would cascade into the rows that point at it)."""
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_pre_ping=True, **options)
     engine = create_async_engine(
@@ -85,7 +102,7 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -45,10 +45,17 @@ def _run_migrations(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    engine = create_engine(_database_url())
+    engine = create_engine(_database_url(), foreign_keys=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_migrations)
+            if connection.dialect.name == "sqlite":
+                # Foreign keys were not enforced while tables were rebuilt: prove the
+                # rows still hold together before anything is committed.
+                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    await connection.rollback()
+                    raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
             await connection.commit()
     finally:
         await engine.dispose()

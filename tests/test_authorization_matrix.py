@@ -111,6 +111,9 @@ class World:
         self.counter = itertools.count()
         # Per project path: MLflow ids of an experiment, a run, and ones to delete.
         self.mlflow: dict[str, dict[str, str]] = {}
+        # Per project path: global ids of the GraphQL model, its candidates (one with a
+        # metric, one to promote), its version and a job.
+        self.nodes: dict[str, dict[str, str]] = {}
 
     async def build(self) -> None:
         async with self.database.session() as session:
@@ -152,10 +155,51 @@ class World:
                         self.callers.append(Caller(role, token_kind, token, username))
             for path in PATHS.values():
                 self.mlflow[path] = await _mlflow_objects(session, path)
+                await _graphql_objects(session, path)
+        for path in PATHS.values():
+            self.nodes[path] = await self._global_ids(path)
 
     async def ask(self, query: str, caller: Caller | None = None, **variables: Any) -> Any:
         token = caller.token if caller else self.admin_token
         return await graphql(self.client, query, token, **variables)
+
+    async def _global_ids(self, path: str) -> dict[str, str]:
+        query = f"""query($p: String!) {{ project(path: $p) {{ model(name: "{GRAPHQL_MODEL}") {{
+            id latestVersion {{ id }}
+            candidates(filter: {{hasVersion: false}}) {{ edges {{ node {{ id name }} }} }}
+        }} }} }}"""
+        model = (await self.ask(query, p=path))["project"]["model"]
+        runs = {edge["node"]["name"]: edge["node"]["id"] for edge in model["candidates"]["edges"]}
+        started = await mutate(self, None, "packageTypesMigrate", {"project": path}, JOB)
+        return {
+            "model": model["id"],
+            "version": model["latestVersion"]["id"],
+            "candidate": runs[CANDIDATE],
+            "promotable": runs[PROMOTABLE],
+            "job": started["job"]["id"],
+        }
+
+
+GRAPHQL_MODEL, DESCRIPTION, ALIAS = "graphql", "As built.", "stable"
+CANDIDATE, PROMOTABLE = "trained", "promotable"
+# The candidate's metric point, as the service logs it and as GraphQL takes it.
+POINT = MetricPoint("loss", 1.0, timestamp=1)
+METRIC = {"name": "loss", "value": 1.0, "step": 0, "timestamp": "1970-01-01T00:00:00.001+00:00"}
+
+
+async def _graphql_objects(session: AsyncSession, path: str) -> None:
+    """The model the GraphQL fields act on: a candidate with a metric, one that fresh
+    versions promote (it is free again once they are deleted), and a version (with a
+    candidate of its own) holding an alias."""
+    project = await projects.get_project(session, path=path)
+    model = await models.create_model(
+        session, project=project, display_name=GRAPHQL_MODEL, description=DESCRIPTION
+    )
+    run = await candidates.create_candidate(session, model=model, name=CANDIDATE)
+    await candidates.log_batch(session, candidate=run, metrics=[POINT])
+    await candidates.create_candidate(session, model=model, name=PROMOTABLE)
+    version = await versions.create_version(session, model=model, description=DESCRIPTION)
+    await versions.set_alias(session, model=model, alias=ALIAS, version=version)
 
 
 # --- The operations: each returns the outcome it saw and puts back what it changed. ---
@@ -258,6 +302,129 @@ async def query_version(world: World, caller: Caller) -> str:
     return OK if (await world.ask("{ version }", caller))["version"] else HIDDEN
 
 
+# The GraphQL model's objects: lookups by global id, changes through mutations whose
+# `input` argument is of the type `<Field>Input`.
+CREATED = "{ __typename ... on Error { code message } ... on Node { id } }"
+JOB = "{ __typename ... on Error { code message } ... on JobStarted { job { id } } }"
+
+
+async def mutate(
+    world: World, caller: Caller | None, field: str, input: dict[str, Any], result: str = RESULT
+) -> dict[str, Any]:
+    """The result of `field(input:)`, asked by `caller` (the admin if None)."""
+    mutation = (
+        f"mutation($i: {field[0].upper()}{field[1:]}Input!) {{ {field}(input: $i) {result} }}"
+    )
+    answer: dict[str, Any] = (await world.ask(mutation, caller, i=input))[field]
+    return answer
+
+
+async def by_admin(
+    world: World, field: str, input: dict[str, Any], result: str = RESULT
+) -> dict[str, Any]:
+    """A change the admin makes to set the stage or put things back; it must succeed."""
+    answer = await mutate(world, None, field, input, result)
+    assert outcome(answer) == OK, answer
+    return answer
+
+
+def lookup(field: str, key: str) -> ProjectOperation:
+    """`field(id:)` asked about the GraphQL model's object `key` of a project."""
+
+    async def operation(world: World, caller: Caller, path: str) -> str:
+        query = f"query($id: ID!) {{ {field}(id: $id) {{ id }} }}"
+        data = await world.ask(query, caller, id=world.nodes[path][key])
+        return OK if data[field] else HIDDEN
+
+    return operation
+
+
+async def query_nodes(world: World, caller: Caller, path: str) -> str:
+    ids = list(world.nodes[path].values())
+    data = await world.ask("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", caller, ids=ids)
+    found = [node is not None for node in data["nodes"]]
+    return OK if all(found) else HIDDEN if not any(found) else f"some hidden: {data['nodes']}"
+
+
+def change(field: str, input: Callable[[dict[str, str], str], dict[str, Any]]) -> ProjectOperation:
+    """`field` with the input `input(ids, path)` makes, for changes with nothing to put
+    back: they write what is already there (a logged metric point: the same one again) or
+    start a job."""
+
+    async def operation(world: World, caller: Caller, path: str) -> str:
+        return outcome(await mutate(world, caller, field, input(world.nodes[path], path)))
+
+    return operation
+
+
+async def model_create(world: World, caller: Caller, path: str) -> str:
+    input = {"project": path, "displayName": f"made{next(world.counter)}"}
+    created = await mutate(world, caller, "modelCreate", input, CREATED)
+    seen = outcome(created)
+    if seen == OK:
+        await by_admin(world, "modelDelete", {"id": created["id"]})
+    return seen
+
+
+async def model_delete(world: World, caller: Caller, path: str) -> str:
+    input = {"project": path, "displayName": f"doomed{next(world.counter)}"}
+    fresh = await by_admin(world, "modelCreate", input, CREATED)
+    seen = outcome(await mutate(world, caller, "modelDelete", {"id": fresh["id"]}))
+    if seen != OK:
+        await by_admin(world, "modelDelete", {"id": fresh["id"]})
+    return seen
+
+
+def promotion(ids: dict[str, str]) -> dict[str, str]:
+    """A new version of the GraphQL model, promoting its promotable candidate."""
+    return {"modelId": ids["model"], "candidateId": ids["promotable"]}
+
+
+async def model_version_create(world: World, caller: Caller, path: str) -> str:
+    input = promotion(world.nodes[path])
+    created = await mutate(world, caller, "modelVersionCreate", input, CREATED)
+    seen = outcome(created)
+    if seen == OK:
+        await by_admin(world, "modelVersionDelete", {"id": created["id"]})
+    return seen
+
+
+async def model_version_delete(world: World, caller: Caller, path: str) -> str:
+    fresh = await by_admin(world, "modelVersionCreate", promotion(world.nodes[path]), CREATED)
+    seen = outcome(await mutate(world, caller, "modelVersionDelete", {"id": fresh["id"]}))
+    if seen != OK:
+        await by_admin(world, "modelVersionDelete", {"id": fresh["id"]})
+    return seen
+
+
+async def alias_delete(world: World, caller: Caller, path: str) -> str:
+    ids = world.nodes[path]
+    await by_admin(world, "aliasSet", {"versionId": ids["version"], "alias": "doomed"})
+    input = {"modelId": ids["model"], "alias": "doomed"}
+    seen = outcome(await mutate(world, caller, "aliasDelete", input))
+    if seen != OK:
+        await by_admin(world, "aliasDelete", input)
+    return seen
+
+
+async def candidate_create(world: World, caller: Caller, path: str) -> str:
+    input = {"modelId": world.nodes[path]["model"]}
+    created = await mutate(world, caller, "candidateCreate", input, CREATED)
+    seen = outcome(created)
+    if seen == OK:
+        await by_admin(world, "candidateDelete", {"id": created["id"]})
+    return seen
+
+
+async def candidate_delete(world: World, caller: Caller, path: str) -> str:
+    input = {"modelId": world.nodes[path]["model"]}
+    fresh = await by_admin(world, "candidateCreate", input, CREATED)
+    seen = outcome(await mutate(world, caller, "candidateDelete", {"id": fresh["id"]}))
+    if seen != OK:
+        await by_admin(world, "candidateDelete", {"id": fresh["id"]})
+    return seen
+
+
 # Each GraphQL field, with its operation and the answer the table gives.
 PROJECT_FIELDS: dict[str, tuple[ProjectOperation, Callable[[Caller, str], str]]] = {
     "Query.project": (query_project, expected_read),
@@ -277,6 +444,69 @@ PROJECT_FIELDS: dict[str, tuple[ProjectOperation, Callable[[Caller, str], str]]]
     ),
     "Mutation.memberRemove": (
         member_remove,
+        lambda caller, kind: expected_project_change(caller, kind, MANAGE),
+    ),
+    "Query.node": (lookup("node", "model"), expected_read),
+    "Query.nodes": (query_nodes, expected_read),
+    "Query.model": (lookup("model", "model"), expected_read),
+    "Query.modelVersion": (lookup("modelVersion", "version"), expected_read),
+    "Query.candidate": (lookup("candidate", "candidate"), expected_read),
+    "Query.job": (lookup("job", "job"), expected_read),
+    "Mutation.modelCreate": (
+        model_create,
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.modelUpdate": (
+        change("modelUpdate", lambda ids, path: {"id": ids["model"], "description": DESCRIPTION}),
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.modelDelete": (
+        model_delete,
+        lambda caller, kind: expected_project_change(caller, kind, MANAGE),
+    ),
+    "Mutation.modelVersionCreate": (
+        model_version_create,
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.modelVersionUpdate": (
+        change(
+            "modelVersionUpdate",
+            lambda ids, path: {"id": ids["version"], "description": DESCRIPTION},
+        ),
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.modelVersionDelete": (
+        model_version_delete,
+        lambda caller, kind: expected_project_change(caller, kind, MANAGE),
+    ),
+    "Mutation.aliasSet": (
+        change("aliasSet", lambda ids, path: {"versionId": ids["version"], "alias": ALIAS}),
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.aliasDelete": (
+        alias_delete,
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.candidateCreate": (
+        candidate_create,
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.candidateUpdate": (
+        change("candidateUpdate", lambda ids, path: {"id": ids["candidate"], "name": CANDIDATE}),
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.candidateLogMetrics": (
+        change(
+            "candidateLogMetrics", lambda ids, path: {"id": ids["candidate"], "metrics": [METRIC]}
+        ),
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.candidateDelete": (
+        candidate_delete,
+        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+    ),
+    "Mutation.packageTypesMigrate": (
+        change("packageTypesMigrate", lambda ids, path: {"project": path}),
         lambda caller, kind: expected_project_change(caller, kind, MANAGE),
     ),
 }

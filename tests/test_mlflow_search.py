@@ -15,16 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidValueError
-from app.mlflow import search
-from app.mlflow.search import (
-    EXPERIMENT_SEARCH,
-    MODEL_VERSION_SEARCH,
-    REGISTERED_MODEL_SEARCH,
-    RUN_SEARCH,
-    Comparison,
-    OrderBy,
-    SearchError,
-)
 from app.models import (
     Candidate,
     CandidateStatus,
@@ -33,9 +23,18 @@ from app.models import (
     Project,
     User,
 )
-from app.services import candidates, models, versions
+from app.services import candidates, models, search, versions
 from app.services.actor import Actor
 from app.services.candidates import MetricPoint
+from app.services.search import (
+    EXPERIMENT_SEARCH,
+    MODEL_VERSION_SEARCH,
+    REGISTERED_MODEL_SEARCH,
+    RUN_SEARCH,
+    Comparison,
+    OrderBy,
+    SearchError,
+)
 
 # --- Parsing -----------------------------------------------------------------------------
 

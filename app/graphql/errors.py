@@ -1,11 +1,29 @@
-"""Expected failures as GraphQL types. Services raise domain errors; these handlers turn
-them into the matching member of a mutation's result union."""
+"""Failures, as a client sees them.
+
+Mutations: services raise domain errors; the exception handlers below turn them into the
+matching member of the mutation's result union (ValidationError, NotFoundError,
+PermissionError, ConflictError), each with a message, a code and the input field.
+
+Everything else is an entry of the response's `errors`, whose ``extensions.code`` says
+what kind: a domain error in a query (a bad filter, cursor or id) keeps its message, with
+VALIDATION_ERROR, NOT_FOUND, FORBIDDEN, UNAUTHENTICATED or CONFLICT and the argument in
+``extensions.field``; a document that does not parse or validate, GRAPHQL_VALIDATION_FAILED;
+one that asks too much, QUERY_TOO_COMPLEX (app/graphql/limits.py). Anything unexpected is
+logged with its traceback and reaches the client only as "Internal server error" with
+INTERNAL_SERVER_ERROR: never a stack trace or an exception's text.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.relay.types import GlobalIDValueError
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.field import StrawberryField
 
 from app import errors
@@ -86,3 +104,54 @@ EXCEPTION_HANDLERS = (
     PermissionErrorHandler(),
     ConflictErrorHandler(),
 )
+
+
+_CODES: dict[type[errors.DomainError], str] = {
+    errors.InvalidValueError: "VALIDATION_ERROR",
+    errors.NotFoundError: "NOT_FOUND",
+    errors.ForbiddenError: "FORBIDDEN",
+    errors.UnauthenticatedError: "UNAUTHENTICATED",
+    errors.AlreadyExistsError: "CONFLICT",
+}
+INTERNAL = "INTERNAL_SERVER_ERROR"
+TOKEN_LIMIT_MESSAGE = "tokens. Parsing aborted"
+
+
+def present(error: GraphQLError) -> GraphQLError:
+    """The error as the client gets it (see the module's description)."""
+    original = error.original_error
+    if isinstance(original, errors.DomainError):
+        code = next(code for kind, code in _CODES.items() if isinstance(original, kind))
+        return _copy(error, original.message, {"code": code, "field": original.field})
+    if isinstance(original, GlobalIDValueError):
+        return _copy(error, f"Not a valid id: {original}", {"code": "VALIDATION_ERROR"})
+    if error.extensions and "code" in error.extensions:
+        return error
+    if original is None or error.path is None:
+        # The document or its variables: the client's to fix, and safe to show.
+        too_long = TOKEN_LIMIT_MESSAGE in error.message
+        kind = "QUERY_TOO_COMPLEX" if too_long else "GRAPHQL_VALIDATION_FAILED"
+        return _copy(error, error.message, {"code": kind})
+    return _copy(error, "Internal server error", {"code": INTERNAL})
+
+
+def _copy(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )
+
+
+class ErrorPresentation(SchemaExtension):
+    """Rewrites the response's errors once the operation is done (its originals have
+    been logged by then)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if isinstance(result, GraphQLExecutionResult | ExecutionResult) and result.errors:
+            result.errors = [present(error) for error in result.errors]

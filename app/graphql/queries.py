@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import strawberry
+from strawberry import relay
 
 import app
 from app.errors import DomainError
 from app.graphql.context import Info
+from app.graphql.nodes import row_id
+from app.graphql.types.candidates import Candidate
+from app.graphql.types.jobs import Job
+from app.graphql.types.models import Model, ModelVersion
 from app.graphql.types.projects import Project
 from app.graphql.types.users import AccessToken, User
 from app.services import auth, projects, users
@@ -27,8 +34,39 @@ class Viewer:
             return [AccessToken.from_row(row) for row in await auth.list_tokens(session, user=user)]
 
 
+N = TypeVar("N", Model, ModelVersion, Candidate, Job)
+
+
+async def _lookup(info: Info, node_type: type[N], id: relay.GlobalID) -> N | None:
+    """The node a global id of `node_type` names; null when missing or hidden."""
+    [found] = await node_type.resolve_nodes(
+        info=info, node_ids=[str(row_id(id, node_type.__name__))]
+    )
+    return found
+
+
 @strawberry.type
 class Query:
+    node: relay.Node | None = relay.node(description="Any object by its global id.")
+    nodes: list[relay.Node | None] = relay.node(description="Objects by their global ids.")
+
+    @strawberry.field
+    async def model(self, info: Info, id: relay.GlobalID) -> Model | None:
+        return await _lookup(info, Model, id)
+
+    @strawberry.field
+    async def model_version(self, info: Info, id: relay.GlobalID) -> ModelVersion | None:
+        return await _lookup(info, ModelVersion, id)
+
+    @strawberry.field
+    async def candidate(self, info: Info, id: relay.GlobalID) -> Candidate | None:
+        return await _lookup(info, Candidate, id)
+
+    @strawberry.field
+    async def job(self, info: Info, id: relay.GlobalID) -> Job | None:
+        """A background job, e.g. one a deletion started."""
+        return await _lookup(info, Job, id)
+
     @strawberry.field
     def version(self) -> str:
         return app.__version__

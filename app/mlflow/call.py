@@ -14,12 +14,12 @@ from starlette.requests import Request
 
 from app.db import Database
 from app.errors import InvalidValueError
-from app.mlflow.search import Page
 from app.models import LifecycleState, Project
 from app.services import projects
 from app.services.actor import Actor
 from app.services.policy import Action
 from app.services.projects import DEFAULT_PROJECT_PATH
+from app.services.search import Page
 
 # A handler reads its call and returns MLflow's response body.
 Handler = Callable[["Call"], Awaitable[dict[str, Any]]]

@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.mlflow import protocol
-from app.mlflow import search as search_language
 from app.mlflow.call import Call, Endpoint, view_states
 from app.models import Model, ModelMetadata, Project
 from app.services import key_values, models
+from app.services import search as search_language
 from app.services.policy import Action
 
 

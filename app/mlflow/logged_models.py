@@ -19,7 +19,10 @@ from app.mlflow.call import Call, Endpoint, MissingParameterError
 from app.mlflow.experiments import experiment_iid, find_experiment
 from app.mlflow.protocol import logged_model_artifact_uri
 from app.mlflow.runs import find_run
-from app.mlflow.search import (
+from app.models import Candidate, LoggedModel, Model
+from app.services import logged_models
+from app.services.policy import Action
+from app.services.search import (
     EQ,
     IN,
     NE,
@@ -32,9 +35,6 @@ from app.mlflow.search import (
     parse_filter,
     string_condition,
 )
-from app.models import Candidate, LoggedModel, Model
-from app.services import logged_models
-from app.services.policy import Action
 
 SEARCH_MAX_RESULTS_DEFAULT = 100
 SEARCH_MAX_RESULTS_THRESHOLD = 1000

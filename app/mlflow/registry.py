@@ -61,7 +61,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.mlflow import protocol
-from app.mlflow import search as search_language
 from app.mlflow.call import Call, Endpoint, MissingParameterError
 from app.mlflow.runs import find_run
 from app.models import (
@@ -77,6 +76,7 @@ from app.models import (
     VersionStage,
 )
 from app.services import key_values, models, users, validation, versions
+from app.services import search as search_language
 from app.services.policy import Action
 
 # The version tag that chooses a version's semver at creation.

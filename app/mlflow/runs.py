@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidValueError, NotFoundError
 from app.mlflow import protocol
-from app.mlflow import search as search_language
 from app.mlflow.call import (
     Call,
     Endpoint,
@@ -29,6 +28,7 @@ from app.models import (
     Project,
 )
 from app.services import candidates, key_values, users
+from app.services import search as search_language
 from app.services.candidates import MetricPoint
 from app.services.policy import Action
 

@@ -17,6 +17,8 @@ class Candidate(Base):
     __table_args__ = (
         sa.UniqueConstraint("project_id", "iid"),
         sa.Index("ix_candidates_model_id_state_start_time", "model_id", "state", "start_time"),
+        # Ids are never reused on SQLite either: a stale id must not name a new row.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Identifier, primary_key=True)

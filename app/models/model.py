@@ -17,6 +17,8 @@ class Model(Base):
         sa.UniqueConstraint("project_id", "iid"),
         sa.UniqueConstraint("project_id", "name"),
         sa.UniqueConstraint("project_id", "display_name"),
+        # Ids are never reused on SQLite either: a stale id must not name a new row.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Identifier, primary_key=True)

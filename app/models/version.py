@@ -16,6 +16,8 @@ class ModelVersion(Base):
     __table_args__ = (
         sa.UniqueConstraint("model_id", "number"),
         sa.UniqueConstraint("model_id", "version"),
+        # Ids are never reused on SQLite either: a stale id must not name a new row.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Identifier, primary_key=True)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import mimetypes
 import posixpath
 import re
+import urllib.parse
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -427,6 +428,13 @@ async def list_ml_model_files(request: Request) -> Response:
                 for file in await packages.list_files(session, package=package)
             ]
     return JSONResponse(body)
+
+
+def file_url(base_url: str, project: str, ref: str, path: str) -> str:
+    """Where a package file downloads from: `ref` is a version id or ``candidate:<iid>``."""
+    location = BASE.format(project=urllib.parse.quote(project, safe=""))
+    quoted = urllib.parse.quote(path)
+    return f"{base_url.rstrip('/')}{location}/ml_models/{ref}/files/{quoted}"
 
 
 def routes() -> list[BaseRoute]:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from app.db import insert_with_conflicts, utcnow
+from app.db import insert_with_conflicts, rows_by_id, utcnow
 from app.errors import InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
@@ -29,7 +31,9 @@ from app.models import (
 )
 from app.services import audit, jobs, key_values, validation
 from app.services.actor import Actor
+from app.services.keyset import Sort, SortKey
 from app.services.projects import next_iid
+from app.services.search import CodepointOrder
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -505,3 +509,134 @@ async def get_inputs_of(
     for row in rows:
         found[row.candidate_id].append(row)
     return found
+
+
+# --- Reading many at once (GraphQL's loaders) ---------------------------------------------
+
+
+async def get_candidates(session: AsyncSession, *, ids: Collection[int]) -> dict[int, Candidate]:
+    """Candidates by id, deleted ones included (they can be restored)."""
+    return await rows_by_id(session, Candidate, ids, Candidate.state.in_(VISIBLE_STATES))
+
+
+async def candidates_of_versions(
+    session: AsyncSession, *, version_ids: Collection[int]
+) -> dict[int, Candidate]:
+    """The candidate of each version, by version id."""
+    if not version_ids:
+        return {}
+    rows = await session.scalars(
+        sa.select(Candidate).where(Candidate.model_version_id.in_(version_ids))
+    )
+    return {row.model_version_id: row for row in rows if row.model_version_id is not None}
+
+
+async def count_candidates(session: AsyncSession, *, model_ids: Collection[int]) -> dict[int, int]:
+    """How many active candidates each model has."""
+    counts = dict.fromkeys(model_ids, 0)
+    if model_ids:
+        rows = await session.execute(
+            sa.select(Candidate.model_id, sa.func.count())
+            .where(Candidate.model_id.in_(model_ids), Candidate.state == LifecycleState.ACTIVE)
+            .group_by(Candidate.model_id)
+        )
+        counts.update((owner, int(total)) for owner, total in rows)
+    return counts
+
+
+async def params_of(
+    session: AsyncSession, *, candidate_ids: list[int]
+) -> dict[int, dict[str, str]]:
+    return await key_values.read_many(session, CandidateParam, owner_ids=candidate_ids)
+
+
+async def metadata_of(
+    session: AsyncSession, *, candidate_ids: list[int]
+) -> dict[int, dict[str, str]]:
+    return await key_values.read_many(session, CandidateMetadata, owner_ids=candidate_ids)
+
+
+# --- Listing in order ------------------------------------------------------------------------
+
+
+class CandidateSort(enum.Enum):
+    CREATED_AT = "created_at"  # the start time
+    NAME = "name"
+    METRIC = "metric"
+    PARAM = "param"
+
+
+def sorted_candidates(
+    model: Model,
+    *,
+    conditions: Sequence[sa.ColumnElement[bool]],
+    sort: CandidateSort,
+    key: str | None,
+    ascending: bool,
+) -> tuple[sa.Select[Any], Sort]:
+    """The active candidates of a model meeting `conditions`, and their order. Metrics
+    sort numbers (infinities included) first, then NaN, then candidates without the
+    metric, in both directions; params sort by code point, missing ones last; ties go
+    by iid. The metric or param is joined, so PostgreSQL can use its indexes."""
+    query = sa.select(Candidate).where(
+        Candidate.model_id == model.id, Candidate.state == LifecycleState.ACTIVE, *conditions
+    )
+    tie = SortKey(Candidate.iid)
+    keys: list[SortKey]
+    if sort in (CandidateSort.METRIC, CandidateSort.PARAM) and not key:
+        raise InvalidValueError(
+            f"Ordering by a {sort.value} needs the {sort.value}'s name in `key`", field="key"
+        )
+    if sort is CandidateSort.METRIC:
+        metric = aliased(CandidateLatestMetric)
+        query = query.outerjoin(
+            metric,
+            sa.and_(
+                metric.candidate_id == Candidate.id,
+                metric.model_id == Candidate.model_id,
+                metric.name == key,
+            ),
+        )
+        rank = sa.case((metric.candidate_id.is_(None), 2), (metric.is_nan, 1), else_=0)
+        keys = [SortKey(rank), SortKey(metric.value, ascending), tie]
+    elif sort is CandidateSort.PARAM:
+        param = aliased(CandidateParam)
+        query = query.outerjoin(
+            param, sa.and_(param.candidate_id == Candidate.id, param.name == key)
+        )
+        keys = [SortKey(CodepointOrder(param.value), ascending), tie]
+    elif sort is CandidateSort.NAME:
+        keys = [SortKey(CodepointOrder(Candidate.name), ascending), tie]
+    else:
+        keys = [SortKey(Candidate.start_time, ascending), tie]
+    signature = f"candidates:{sort.value}:{int(ascending)}:{key or ''}"
+    return query, Sort(keys, signature=signature)
+
+
+def metric_history_query(candidate: Candidate, *, name: str) -> tuple[sa.Select[Any], Sort]:
+    """A metric's logged values, by step then timestamp."""
+    query = sa.select(CandidateMetric).where(
+        CandidateMetric.candidate_id == candidate.id, CandidateMetric.name == name
+    )
+    keys = [
+        SortKey(CandidateMetric.step),
+        SortKey(CandidateMetric.timestamp),
+        SortKey(CandidateMetric.id),
+    ]
+    return query, Sort(keys, signature="metric_history")
+
+
+def metric_point(row: CandidateMetric) -> MetricPoint:
+    return _point(row.value, row.is_nan, row.name, row.step, row.timestamp)
+
+
+def name_contains(text: str) -> sa.ColumnElement[bool]:
+    """Candidates whose name holds `text`, in any case."""
+    return Candidate.name.icontains(text, autoescape=True)
+
+
+def has_version(flag: bool) -> sa.ColumnElement[bool]:
+    """Candidates promoted into a version (or, with False, not)."""
+    if flag:
+        return Candidate.model_version_id.is_not(None)
+    return Candidate.model_version_id.is_(None)

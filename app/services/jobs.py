@@ -11,13 +11,14 @@ whose worker died becomes claimable again and resumes from its saved progress.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import ENQUEUED_JOBS_KEY, Database, utcnow
+from app.db import ENQUEUED_JOBS_KEY, Database, rows_by_id, utcnow
 from app.errors import NotFoundError
 from app.models import Job, JobStatus
 
@@ -227,3 +228,7 @@ def _claimed(job: Job) -> sa.Update:
 async def _update(session: AsyncSession, statement: sa.Update) -> CursorResult[Any]:
     result = await session.execute(statement.execution_options(synchronize_session=False))
     return cast(CursorResult[Any], result)
+
+
+async def get_jobs(session: AsyncSession, *, ids: Collection[int]) -> dict[int, Job]:
+    return await rows_by_id(session, Job, ids)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import enum
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.db import rows_by_id, utcnow
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
@@ -21,7 +23,9 @@ from app.models import (
 )
 from app.services import audit, jobs, key_values, validation
 from app.services.actor import Actor
+from app.services.keyset import Sort, SortKey
 from app.services.projects import next_iid
+from app.services.search import CodepointOrder
 
 VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
 
@@ -284,3 +288,54 @@ async def delete_model_metadata(
 
 async def get_model_metadata(session: AsyncSession, *, model: Model) -> dict[str, str]:
     return await key_values.read(session, ModelMetadata, owner_id=model.id)
+
+
+async def get_models(session: AsyncSession, *, ids: Collection[int]) -> dict[int, Model]:
+    """Active models by id."""
+    return await rows_by_id(session, Model, ids, Model.state == LifecycleState.ACTIVE)
+
+
+class ModelSort(enum.Enum):
+    NAME = "name"
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    LATEST_VERSION = "latest_version"  # when its newest version was created
+
+
+def sorted_models(
+    project: Project, *, search: str | None, sort: ModelSort, ascending: bool
+) -> tuple[sa.Select[Any], Sort]:
+    """The active models of a project whose name or display name contains `search`
+    (ignoring case), and their order; ties go by iid."""
+    query = sa.select(Model).where(
+        Model.project_id == project.id, Model.state == LifecycleState.ACTIVE
+    )
+    if search:
+        query = query.where(
+            sa.or_(
+                Model.name.icontains(search, autoescape=True),
+                Model.display_name.icontains(search, autoescape=True),
+            )
+        )
+    expression: sa.SQLColumnExpression[Any]
+    if sort is ModelSort.NAME:
+        expression = CodepointOrder(Model.name)
+    elif sort is ModelSort.CREATED_AT:
+        expression = Model.created_at
+    elif sort is ModelSort.UPDATED_AT:
+        expression = Model.updated_at
+    else:
+        expression = (
+            sa.select(sa.func.max(ModelVersion.created_at))
+            .where(
+                ModelVersion.model_id == Model.id,
+                ModelVersion.state == LifecycleState.ACTIVE,
+            )
+            .scalar_subquery()
+        )
+    keys = [SortKey(expression, ascending), SortKey(Model.iid)]
+    return query, Sort(keys, signature=f"models:{sort.value}:{int(ascending)}")
+
+
+async def metadata_of(session: AsyncSession, *, model_ids: list[int]) -> dict[int, dict[str, str]]:
+    return await key_values.read_many(session, ModelMetadata, owner_ids=model_ids)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database
+from app.db import Database, rows_by_id
 from app.errors import InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
@@ -488,3 +488,26 @@ async def request_package_type_migration(
         details={"job_id": job.id},
     )
     return job
+
+
+# --- Reading many at once (GraphQL's loaders) ---------------------------------------------
+
+
+async def get_packages(session: AsyncSession, *, ids: Collection[int]) -> dict[int, Package]:
+    return await rows_by_id(session, Package, ids)
+
+
+async def files_of(
+    session: AsyncSession, *, package_ids: Collection[int]
+) -> dict[int, list[PackageFile]]:
+    """The files of many packages, by path."""
+    found: dict[int, list[PackageFile]] = {package_id: [] for package_id in package_ids}
+    if package_ids:
+        rows = await session.scalars(
+            sa.select(PackageFile)
+            .where(PackageFile.package_id.in_(package_ids))
+            .order_by(PackageFile.package_id, PackageFile.path)
+        )
+        for row in rows:
+            found[row.package_id].append(row)
+    return found

@@ -4,11 +4,13 @@ and its members' roles decide who may see and change it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import rows_by_id
 from app.errors import (
     AlreadyExistsError,
     ForbiddenError,
@@ -242,3 +244,32 @@ async def _keep_an_owner(session: AsyncSession, project: Project) -> None:
     )
     if (owners or 0) <= 1:
         raise InvalidValueError(f"'{project.path}' must keep at least one owner", field="role")
+
+
+async def get_projects(session: AsyncSession, *, ids: Collection[int]) -> dict[int, Project]:
+    return await rows_by_id(session, Project, ids)
+
+
+async def readable_project_ids(
+    session: AsyncSession, *, actor: Actor | None, ids: Collection[int]
+) -> set[int]:
+    """Which of the projects `actor` may read (the policy's READ), in one query."""
+    if not ids:
+        return set()
+    projects = await get_projects(session, ids=ids)
+    roles: dict[int, Role] = {}
+    if actor is not None and actor.user_id is not None:
+        roles = dict(
+            (
+                await session.execute(
+                    sa.select(Membership.project_id, Membership.role).where(
+                        Membership.user_id == actor.user_id, Membership.project_id.in_(ids)
+                    )
+                )
+            ).all()
+        )
+    return {
+        project_id
+        for project_id, project in projects.items()
+        if policy.may_read(actor, project, roles.get(project_id))
+    }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import rows_by_id
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import User
 from app.services import audit, auth
@@ -69,3 +71,7 @@ async def usernames(session: AsyncSession, *, user_ids: set[int]) -> dict[int, s
         return {}
     rows = await session.execute(sa.select(User.id, User.username).where(User.id.in_(user_ids)))
     return dict(rows.all())
+
+
+async def get_users(session: AsyncSession, *, ids: Collection[int]) -> dict[int, User]:
+    return await rows_by_id(session, User, ids)

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import insert_with_conflicts, utcnow
+from app.db import insert_with_conflicts, rows_by_id, utcnow
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
     CandidateStatus,
     Job,
     LifecycleState,
+    LoggedModel,
     Model,
     ModelAlias,
     ModelVersion,
     ModelVersionMetadata,
+    PackageFile,
     VersionStage,
 )
 from app.services import audit, jobs, key_values, validation
 from app.services import candidates as candidate_service
 from app.services.actor import Actor
+from app.services.keyset import Sort, SortKey
 from app.services.models import destroyed_name
 
 
@@ -382,3 +387,137 @@ async def delete_version_metadata(
 
 async def get_version_metadata(session: AsyncSession, *, version: ModelVersion) -> dict[str, str]:
     return await key_values.read(session, ModelVersionMetadata, owner_id=version.id)
+
+
+# --- Reading many at once (GraphQL's loaders) ---------------------------------------------
+
+
+async def get_versions(session: AsyncSession, *, ids: Collection[int]) -> dict[int, ModelVersion]:
+    """Active versions by id."""
+    return await rows_by_id(session, ModelVersion, ids, ModelVersion.state == LifecycleState.ACTIVE)
+
+
+async def count_versions(session: AsyncSession, *, model_ids: Collection[int]) -> dict[int, int]:
+    counts = dict.fromkeys(model_ids, 0)
+    if model_ids:
+        rows = await session.execute(
+            sa.select(ModelVersion.model_id, sa.func.count())
+            .where(
+                ModelVersion.model_id.in_(model_ids),
+                ModelVersion.state == LifecycleState.ACTIVE,
+            )
+            .group_by(ModelVersion.model_id)
+        )
+        counts.update((owner, int(total)) for owner, total in rows)
+    return counts
+
+
+async def newest_versions(
+    session: AsyncSession, *, model_ids: Collection[int]
+) -> dict[int, ModelVersion]:
+    """The highest-numbered active version of each model that has one."""
+    if not model_ids:
+        return {}
+    newest = (
+        sa.select(ModelVersion.model_id, sa.func.max(ModelVersion.number).label("number"))
+        .where(ModelVersion.model_id.in_(model_ids), ModelVersion.state == LifecycleState.ACTIVE)
+        .group_by(ModelVersion.model_id)
+        .subquery()
+    )
+    rows = await session.scalars(
+        sa.select(ModelVersion).join(
+            newest,
+            sa.and_(
+                ModelVersion.model_id == newest.c.model_id,
+                ModelVersion.number == newest.c.number,
+            ),
+        )
+    )
+    return {row.model_id: row for row in rows}
+
+
+async def aliases_of_versions(
+    session: AsyncSession, *, version_ids: Collection[int]
+) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {version_id: [] for version_id in version_ids}
+    if version_ids:
+        rows = await session.execute(
+            sa.select(ModelAlias.version_id, ModelAlias.alias)
+            .where(ModelAlias.version_id.in_(version_ids))
+            .order_by(ModelAlias.alias)
+        )
+        for version_id, alias in rows:
+            found[version_id].append(alias)
+    return found
+
+
+async def aliases_of_models(
+    session: AsyncSession, *, model_ids: Collection[int]
+) -> dict[int, list[tuple[str, int]]]:
+    """Each model's aliases with the id of the version they point at, by alias."""
+    found: dict[int, list[tuple[str, int]]] = {model_id: [] for model_id in model_ids}
+    if model_ids:
+        rows = await session.execute(
+            sa.select(ModelAlias.model_id, ModelAlias.alias, ModelAlias.version_id)
+            .where(ModelAlias.model_id.in_(model_ids))
+            .order_by(ModelAlias.alias)
+        )
+        for model_id, alias, version_id in rows:
+            found[model_id].append((alias, version_id))
+    return found
+
+
+async def metadata_of(
+    session: AsyncSession, *, version_ids: list[int]
+) -> dict[int, dict[str, str]]:
+    return await key_values.read_many(session, ModelVersionMetadata, owner_ids=version_ids)
+
+
+class VersionSort(enum.Enum):
+    NUMBER = "number"
+    CREATED_AT = "created_at"
+
+
+def sorted_versions(
+    model: Model, *, sort: VersionSort, ascending: bool
+) -> tuple[sa.Select[Any], Sort]:
+    query = sa.select(ModelVersion).where(
+        ModelVersion.model_id == model.id, ModelVersion.state == LifecycleState.ACTIVE
+    )
+    keys = [SortKey(ModelVersion.number, ascending)]
+    if sort is VersionSort.CREATED_AT:
+        keys.insert(0, SortKey(ModelVersion.created_at, ascending))
+    return query, Sort(keys, signature=f"versions:{sort.value}:{int(ascending)}")
+
+
+async def promotion_source(session: AsyncSession, *, candidate: Candidate) -> str | None:
+    """Where the model of a candidate being promoted lives, as MLflow's registry would
+    record it: the newest model logged from it (MLflow 3's ``models:/m-...``), else the
+    directory of an ``MLmodel`` file among its artifacts (``runs:/<run id>/<dir>``)."""
+    logged = await session.scalar(
+        sa.select(LoggedModel.eid)
+        .where(
+            LoggedModel.source_candidate_id == candidate.id,
+            LoggedModel.state == LifecycleState.ACTIVE,
+        )
+        .order_by(LoggedModel.id.desc())
+        .limit(1)
+    )
+    if logged is not None:
+        return f"models:/{logged}"
+    if candidate.package_id is None:
+        return None
+    paths = await session.scalars(
+        sa.select(PackageFile.path)
+        .where(
+            PackageFile.package_id == candidate.package_id,
+            sa.or_(PackageFile.path == "MLmodel", PackageFile.path.endswith("/MLmodel")),
+        )
+        .order_by(PackageFile.path)
+        .limit(1)
+    )
+    path = paths.first()
+    if path is None:
+        return None
+    directory = path.removesuffix("MLmodel").rstrip("/")
+    return f"runs:/{candidate.eid}/{directory}"

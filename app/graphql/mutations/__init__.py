@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from app.graphql.mutations import projects, tokens, users
+from app.graphql.mutations import candidates, models, packages, projects, tokens, users, versions
 
 
 @strawberry.type
@@ -16,3 +16,16 @@ class Mutation:
     member_remove = strawberry.mutation(resolver=projects.member_remove)
     token_create = strawberry.mutation(resolver=tokens.token_create)
     token_revoke = strawberry.mutation(resolver=tokens.token_revoke)
+    model_create = strawberry.mutation(resolver=models.model_create)
+    model_update = strawberry.mutation(resolver=models.model_update)
+    model_delete = strawberry.mutation(resolver=models.model_delete)
+    model_version_create = strawberry.mutation(resolver=versions.model_version_create)
+    model_version_update = strawberry.mutation(resolver=versions.model_version_update)
+    model_version_delete = strawberry.mutation(resolver=versions.model_version_delete)
+    alias_set = strawberry.mutation(resolver=versions.alias_set)
+    alias_delete = strawberry.mutation(resolver=versions.alias_delete)
+    candidate_create = strawberry.mutation(resolver=candidates.candidate_create)
+    candidate_update = strawberry.mutation(resolver=candidates.candidate_update)
+    candidate_delete = strawberry.mutation(resolver=candidates.candidate_delete)
+    candidate_log_metrics = strawberry.mutation(resolver=candidates.candidate_log_metrics)
+    package_types_migrate = strawberry.mutation(resolver=packages.package_types_migrate)

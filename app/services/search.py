@@ -1,4 +1,5 @@
 """MLflow's search language (`filter_string`, `order_by`, page tokens), compiled to SQL.
+The MLflow surface uses it for its searches, GraphQL for `Model.candidates(filter)`.
 
 The four MLflow searches map onto our tables:
 
@@ -926,10 +927,14 @@ def _key_value_exists(
 
 def compile_run_filter(filter_string: str | None) -> list[sa.ColumnElement[bool]]:
     """Conditions on `Candidate` for an MLflow run filter."""
-    return [_run_condition(c, filter_string) for c in parse_filter(filter_string, RUN_SEARCH)]
+    return [run_condition(c, filter_string) for c in parse_filter(filter_string, RUN_SEARCH)]
 
 
-def _run_condition(comparison: Comparison, filter_string: str | None) -> sa.ColumnElement[bool]:
+def run_condition(
+    comparison: Comparison, filter_string: str | None = None
+) -> sa.ColumnElement[bool]:
+    """One comparison on `Candidate`: parsed from a filter, or built by another surface
+    (GraphQL's structured candidate filter) so that both mean the same."""
     entity, key, op, value = comparison.entity, comparison.key, comparison.op, comparison.value
     if entity == "metric":
         assert isinstance(value, float)

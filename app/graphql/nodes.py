@@ -1,0 +1,93 @@
+"""Global ids and who may see what they name.
+
+A global id is Relay's: base64 of ``<Type>:<row id>``. Looking one up answers null for a
+missing row and for a row in a project the caller may not read, alike; changing one
+answers NotFoundError for both, and PermissionError when the caller may read but not do
+the change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry import relay
+from strawberry.dataloader import DataLoader
+
+from app.db import Base
+from app.errors import InvalidValueError, NotFoundError, UnauthenticatedError
+from app.graphql.context import Info
+from app.models import LifecycleState, Project
+from app.services import policy
+from app.services.actor import Actor
+from app.services.policy import Action
+
+
+class Owned(Protocol):
+    @property
+    def project_id(self) -> int: ...
+
+
+OwnedRow = TypeVar("OwnedRow", bound=Owned)
+R = TypeVar("R", bound=Base)
+N = TypeVar("N")
+
+
+def row_ids(node_ids: Sequence[str]) -> list[int]:
+    """Row ids of the node ids strawberry decoded from global ids."""
+    for value in node_ids:
+        if not value.isdecimal():
+            raise InvalidValueError(f"'{value}' in a global id is not an object id", field="id")
+    return [int(value) for value in node_ids]
+
+
+def row_id(id: relay.GlobalID, type_name: str, *, field: str = "id") -> int:
+    """The row id of a global id that must name a `type_name`."""
+    if id.type_name != type_name or not id.node_id.isdecimal():
+        raise InvalidValueError(f"'{id}' is not the id of a {type_name}", field=field)
+    return int(id.node_id)
+
+
+async def visible(info: Info, rows: Sequence[OwnedRow | None]) -> list[OwnedRow | None]:
+    """The rows the caller may read (READ on their project); None in place of the rest."""
+    present = [row for row in rows if row is not None]
+    flags = await info.context.loaders.readable.load_many([row.project_id for row in present])
+    allowed = {id(row) for row, flag in zip(present, flags, strict=True) if flag}
+    return [row if row is not None and id(row) in allowed else None for row in rows]
+
+
+async def readable_nodes(
+    info: Info,
+    loader: DataLoader[int, OwnedRow | None],
+    node_ids: Iterable[str],
+    node: Callable[[OwnedRow], N],
+) -> list[N | None]:
+    """The nodes of the ids strawberry decoded, null where missing or hidden: what each
+    node type's `resolve_nodes` answers."""
+    rows = await loader.load_many(row_ids(list(node_ids)))
+    return [node(row) if row is not None else None for row in await visible(info, rows)]
+
+
+async def for_change(
+    session: AsyncSession,
+    actor: Actor | None,
+    entity: type[R],
+    id: relay.GlobalID,
+    action: Action,
+    *,
+    field: str = "id",
+) -> R:
+    """The active row a global id names, once `actor` may do `action` in its project."""
+    type_name = entity.__name__
+    row: Any = await session.get(entity, row_id(id, type_name, field=field))
+    if row is None or getattr(row, "state", LifecycleState.ACTIVE) is not LifecycleState.ACTIVE:
+        raise NotFoundError(f"{type_name} '{id}' does not exist", field=field)
+    project = await session.get_one(Project, row.project_id)
+    role = await policy.role_in(session, actor, project)
+    if not policy.may_read(actor, project, role):
+        if actor is None:
+            raise UnauthenticatedError("authentication is required")
+        raise NotFoundError(f"{type_name} '{id}' does not exist", field=field)
+    policy.check(actor, project, role, action)
+    found: R = row
+    return found
