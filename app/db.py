@@ -89,7 +89,11 @@ def create_engine(url: str, *, foreign_keys: bool = True, **options: Any) -> Asy
     migrations turn off: SQLite rebuilds a table to change it, and dropping the old copy
     with foreign keys on would cascade into the rows that point at it)."""
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=True, **options)
+        # No JIT: our queries are short index walks, and compiling one cost ~90 ms more
+        # than running it (EXPLAIN ANALYZE of a 100,000-run search).
+        return create_async_engine(
+            url, pool_pre_ping=True, connect_args={"server_settings": {"jit": "off"}}, **options
+        )
     engine = create_async_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options
     )

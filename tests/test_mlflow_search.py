@@ -482,15 +482,13 @@ async def search_runs(
     limit: int | None = None,
     offset: int = 0,
 ) -> list[str]:
-    query = (
-        sa.select(Candidate.eid)
-        .where(Candidate.model_id == runs.model.id, *search.compile_run_filter(filter_string))
-        .order_by(*search.compile_run_order_by(order_by))
-        .offset(offset)
+    """The labels of the runs MLflow's search_runs finds, through the query it runs."""
+    query = sa.select(Candidate).where(
+        Candidate.model_id == runs.model.id, *search.compile_run_filter(filter_string)
     )
-    if limit is not None:
-        query = query.limit(limit)
-    return runs.labels(list(await session.scalars(query)))
+    size = len(runs.by_label) if limit is None else limit
+    found = await search.fetch_runs(session, query, order_by, search.Page(offset, size))
+    return runs.labels([candidate.eid for candidate in found[:size]])
 
 
 async def test_run_filters_select_exactly_the_matching_candidates(
@@ -655,6 +653,27 @@ async def test_run_order_by_sorts_missing_values_last_and_pages(
         if token is None:
             break
     assert pages == [["c", "a"], ["d", "b"], ["e"]]
+
+
+async def test_metric_ordered_pages_cross_from_numbers_to_nan_and_missing_runs(
+    session: AsyncSession, project: Project
+) -> None:
+    """A search ordered by a metric reads the runs with a number first and the rest
+    only when a page reaches them: every page, at every offset, is a slice of the one
+    order, also past the numbers (filtered, too)."""
+    runs = await build_runs(session, project)
+    for order, whole in (
+        (["metrics.acc DESC"], ["c", "a", "d", "b", "e"]),
+        (["metrics.acc ASC", "run_name"], ["d", "a", "c", "b", "e"]),
+    ):
+        for size in range(1, 6):
+            for offset in range(0, 7):
+                page = await search_runs(session, runs, order_by=order, limit=size, offset=offset)
+                assert page == whole[offset : offset + size], (order, size, offset)
+    filtered = "params.opt != 'x'"  # a, b and e: a number, NaN and no metric
+    for offset in range(0, 4):
+        page = await search_runs(session, runs, filtered, ["metrics.acc"], limit=1, offset=offset)
+        assert page == ["a", "b", "e"][offset : offset + 1], offset
 
 
 def sorted_by_eid(runs: Runs, *labels: str) -> list[str]:

@@ -372,22 +372,14 @@ async def search(call: Call) -> dict[str, Any]:
         threshold=search_language.SEARCH_MAX_RESULTS_THRESHOLD,
     )
     conditions = search_language.compile_run_filter(call.string("filter"))
-    orders = search_language.compile_run_order_by(call.strings("order_by"))
     iids = [experiment_iid(value) for value in experiment_ids]
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
         model_ids = sa.select(Model.id).where(Model.project_id == project.id, Model.iid.in_(iids))
-        rows = list(
-            await session.scalars(
-                page.of(
-                    sa.select(Candidate)
-                    .where(
-                        Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *conditions
-                    )
-                    .order_by(*orders)
-                )
-            )
+        query = sa.select(Candidate).where(
+            Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *conditions
         )
+        rows = await search_language.fetch_runs(session, query, call.strings("order_by"), page)
         shown, token = page.split(rows)
         body: dict[str, Any] = {"runs": await render(session, list(shown))}
     if token:

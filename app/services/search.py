@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import coercions, roles
@@ -1040,6 +1041,52 @@ def compile_run_order_by(order_by: Sequence[str] | None) -> list[sa.ColumnElemen
         clauses.append(_direction(Candidate.start_time, ascending=False))
     clauses.append(Candidate.eid.asc())
     return clauses
+
+
+async def fetch_runs(
+    session: AsyncSession, query: sa.Select[Any], order_by: Sequence[str] | None, page: Page
+) -> list[Candidate]:
+    """A page of `query` (candidates, filtered, unordered) in MLflow's run order.
+
+    Ordered by a metric first, the page is read in two parts, so that PostgreSQL walks
+    the (model_id, name, value) index of latest metrics and stops after the page instead
+    of sorting every matching candidate: first the candidates holding a number for the
+    metric, by value; only when the page reaches past them, the rest (NaN, then
+    missing), which is what `compile_run_order_by` orders after the numbers anyway."""
+    orders = compile_run_order_by(order_by)
+    parsed = parse_order_by(order_by, RUN_SEARCH)
+    if not parsed or parsed[0].entity != "metric":
+        return list(await session.scalars(page.of(query.order_by(*orders))))
+    leading = parsed[0]
+    metric = aliased(CandidateLatestMetric)
+    valued = sa.and_(
+        metric.candidate_id == Candidate.id,
+        metric.model_id == Candidate.model_id,
+        metric.name == leading.key,
+        metric.value.is_not(None),
+    )
+    by_value = metric.value.asc() if leading.ascending else metric.value.desc()
+    # compile_run_order_by gives a metric two clauses (rank, value); the tie-breakers follow.
+    tie_breakers = orders[2:]
+    numbers = list(
+        await session.scalars(page.of(query.join(metric, valued).order_by(by_value, *tie_breakers)))
+    )
+    wanted = page.size + 1
+    if len(numbers) >= wanted:
+        return numbers
+    if numbers or page.offset == 0:
+        valued_count = page.offset + len(numbers)
+    else:  # the page starts past the numbers: how far past?
+        valued_count = (
+            await session.scalar(
+                sa.select(sa.func.count()).select_from(query.join(metric, valued).subquery())
+            )
+            or 0
+        )
+    rest = query.where(~sa.exists().where(valued)).order_by(*orders)
+    skipped = max(0, page.offset - valued_count)
+    numbers += await session.scalars(rest.offset(skipped).limit(wanted - len(numbers)))
+    return numbers
 
 
 def _key_value_scalar(
