@@ -199,7 +199,8 @@ def test_migrate_creates_every_table_in_a_fresh_sqlite_file(tmp_path: Path) -> N
             for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
         (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-    assert tables == set(Base.metadata.tables) | {"alembic_version"}
+    # sqlite_sequence is SQLite's own: it keeps the AUTOINCREMENT counters.
+    assert tables == set(Base.metadata.tables) | {"alembic_version", "sqlite_sequence"}
     assert revision == _head_revision()
 
 

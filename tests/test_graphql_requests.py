@@ -62,16 +62,17 @@ def statements() -> Iterator[list[str]]:
 
 
 def queries(statements: list[str]) -> list[str]:
-    """The statements that read or write data, leaving out transaction control and the
-    embedded job runner, which polls the jobs table on its own schedule."""
+    """The statements that read or write data for the page, leaving out transaction
+    control, the embedded job runner (it polls the jobs table on its own schedule) and
+    the token check (cached for seconds, so a slow machine may see it again)."""
     return [
         statement
         for statement in statements
-        if not statement.startswith("BEGIN") and not _JOBS.search(statement)
+        if not statement.startswith("BEGIN") and not _NOT_THE_PAGE.search(statement)
     ]
 
 
-_JOBS = re.compile(r"\b(FROM|UPDATE|INTO) jobs\b")
+_NOT_THE_PAGE = re.compile(r"\b(FROM|UPDATE|INTO) (jobs|access_tokens)\b")
 
 
 async def jobs_settled(api: GraphQLApi) -> None:
@@ -124,7 +125,7 @@ async def test_a_page_of_fifty_costs_the_statements_of_a_page_of_five(
     variables = {"path": api.project_path}
     await api.data(PAGE, {**variables, "first": 1})  # the token check is cached after this
     await jobs_settled(api)
-    counts = {}
+    seen: dict[int, list[str]] = {}
     for size in (5, 50):
         statements.clear()
         page = (await api.data(PAGE, {**variables, "first": size}))["project"]["model"]
@@ -136,11 +137,11 @@ async def test_a_page_of_fifty_costs_the_statements_of_a_page_of_five(
         assert all(node["author"] == {"username": ADMIN_USERNAME} for node in nodes)
         assert all(len(node["params"]) == 2 and len(node["metrics"]) == 2 for node in nodes)
         assert any(node["version"] and node["version"]["aliases"] for node in nodes)
-        counts[size] = len(queries(statements))
-    assert counts[5] == counts[50], statements
+        seen[size] = queries(statements)
+    assert len(seen[5]) == len(seen[50]), seen
     # The project and the caller's role in it, the model, the page, its total; then
     # params, metrics, versions, aliases and authors of the page, one statement each.
-    assert counts[50] <= 10, queries(statements)
+    assert len(seen[50]) <= 10, seen[50]
 
 
 COMPLEX_CASES = {
