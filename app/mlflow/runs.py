@@ -375,7 +375,13 @@ async def search(call: Call) -> dict[str, Any]:
     iids = [experiment_iid(value) for value in experiment_ids]
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
-        model_ids = sa.select(Model.id).where(Model.project_id == project.id, Model.iid.in_(iids))
+        # Ids, not a subquery: with the model known, PostgreSQL can walk the latest-metric
+        # index of a metric-ordered search (see search.fetch_runs).
+        model_ids = list(
+            await session.scalars(
+                sa.select(Model.id).where(Model.project_id == project.id, Model.iid.in_(iids))
+            )
+        )
         query = sa.select(Candidate).where(
             Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *conditions
         )
