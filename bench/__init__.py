@@ -1,0 +1,1 @@
+"""Benchmark harness: modelreg against MLflow's server, FastTrackML and a do-nothing floor."""
