@@ -1,55 +1,89 @@
 """The `modelreg` command: serve | worker | migrate | export-schema, and the
-administration of users, tokens, projects and members."""
+administration of users, tokens, projects and members.
+
+Administration commands act as the operator (full rights, no user) through the same
+services as the API, and each change is written to the audit trail. Lists print a table
+for people, or JSON with --json for scripts. Every failure a user can fix is one line on
+stderr, `modelreg: <cause> (<setting>)`, with the exit codes of `app.preflight`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime as dt
+import enum
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import preflight
 from app.errors import DomainError
 from app.observability import configure_logging
+from app.preflight import CommandError
 from app.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from app.db import Database
 
 logger = logging.getLogger("modelreg")
 T = TypeVar("T")
 
-
-class CommandError(Exception):
-    """A command failed in a way its user can fix; printed as one line."""
+ROLES = ("guest", "reporter", "developer", "maintainer", "owner")
 
 
-def _prepare(settings: Settings) -> None:
-    """Create the data directory an embedded setup needs."""
-    if settings.uses_sqlite:
-        database_path = Path(settings.resolved_database_url.split(":///", 1)[1])
-        database_path.parent.mkdir(parents=True, exist_ok=True)
-    if settings.s3_location is None:
-        settings.artifact_directory.mkdir(parents=True, exist_ok=True)
+# --- running against the database ------------------------------------------------------
 
 
-def _migrate(settings: Settings) -> None:
-    from app import migrations
+async def _checked_database(settings: Settings, *, require_head: bool) -> Database:
+    """The configured database once it answered (and, with `require_head`, has the
+    newest schema); the caller disposes of it."""
+    from app.db import Database
 
-    _prepare(settings)
-    migrations.upgrade(settings.resolved_database_url)
-    logger.info("database schema is at head")
+    database = Database(settings.resolved_database_url)
+    try:
+        await preflight.check_database(database, settings, require_head=require_head)
+    except BaseException:
+        await database.dispose()
+        raise
+    return database
+
+
+def _prepare_database(settings: Settings, *, migrate: bool, check_storage: bool) -> None:
+    """Check that the database answers (at the newest schema unless `migrate`) and, with
+    `check_storage`, the artifact store; then upgrade the schema if `migrate`. Every check
+    comes before the first change, so a failed start leaves nothing half-done."""
+    if migrate:
+        preflight.prepare_database_directory(settings)
+    else:
+        preflight.require_database_file(settings)
+
+    async def check() -> None:
+        await (await _checked_database(settings, require_head=not migrate)).dispose()
+        if check_storage:
+            await preflight.check_artifact_store(settings)
+
+    asyncio.run(check())
+    if migrate:
+        from app import migrations
+
+        migrations.upgrade(settings.resolved_database_url)
+        logger.info("database schema is at head")
 
 
 def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one committed transaction against the configured database."""
-    from app.db import Database
+    """Run `work` in one committed transaction against the configured database, once it
+    is known to exist, to answer and to have the newest schema."""
+    preflight.require_database_file(settings)
 
     async def run() -> T:
-        database = Database(settings.resolved_database_url)
+        database = await _checked_database(settings, require_head=True)
         try:
             async with database.session() as session:
                 return await work(session)
@@ -65,18 +99,30 @@ def _bootstrap_admin(settings: Settings) -> None:
     from app.services import users
 
     try:
-        secret = _in_session(
+        bootstrap = _in_session(
             settings,
             lambda session: users.bootstrap_admin(session, token=settings.bootstrap_admin_token),
         )
     except IntegrityError:
         return  # another process starting at the same moment created the administrator
-    if secret is not None:
-        print(
-            f"modelreg: created the administrator 'admin'; its access token (shown once): {secret}",
-            file=sys.stderr,
-            flush=True,
+    if bootstrap.secret is not None:
+        _notice(
+            f"created the administrator '{bootstrap.username}'; "
+            f"its access token (shown once): {bootstrap.secret}"
         )
+    elif not bootstrap.created:
+        _notice(
+            f"the administrator is '{bootstrap.username}'; to get a new token for it, run "
+            f"`modelreg token create --user {bootstrap.username}`"
+        )
+
+
+def _notice(message: str) -> None:
+    """A line for the person starting the server, apart from the JSON log."""
+    print(f"modelreg: {message}", file=sys.stderr, flush=True)
+
+
+# --- serving ---------------------------------------------------------------------------
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -84,28 +130,61 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
 
     from app.main import create_app
 
-    if args.migrate:
-        _migrate(settings)
-    else:
-        _prepare(settings)
-    _bootstrap_admin(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
+    # Taken first: a busy port must stop the start before the administrator is created.
+    listening = preflight.bind(args.host, args.port)
+    try:
+        _prepare_database(settings, migrate=args.migrate, check_storage=True)
+        _bootstrap_admin(settings)
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_config=None)
+        )
+        logger.info("serving on http://%s:%d", args.host, args.port)
+        server.run(sockets=[listening])
+        started = server.started
+    finally:
+        listening.close()
+    if not started:
+        raise SystemExit(preflight.EXIT_UNEXPECTED)
 
 
 def worker(settings: Settings, args: argparse.Namespace) -> None:
+    from app.metrics import serve_worker_metrics
+    from workers import health
     from workers.settings import run_worker
 
-    run_worker(settings)
+    if args.check:
+        report = health.check(settings)
+        print(report.message, file=sys.stdout if report.healthy else sys.stderr)
+        raise SystemExit(0 if report.healthy else 1)
+    # Without MODELREG_REDIS_URL, run_worker itself says that no worker is needed.
+    if settings.redis_url:
+        asyncio.run(preflight.check_redis(settings.redis_url))
+        _prepare_database(settings, migrate=False, check_storage=True)
+    try:
+        metrics_server = serve_worker_metrics(settings)
+    except OSError as error:
+        raise preflight.UnavailableError(
+            f"cannot serve worker metrics on {settings.worker_metrics_host}:"
+            f"{settings.worker_metrics_port} (MODELREG_WORKER_METRICS_PORT): {error.strerror}"
+        ) from None
+    try:
+        run_worker(settings)
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
 
 
 def migrate(settings: Settings, args: argparse.Namespace) -> None:
-    _migrate(settings)
+    _prepare_database(settings, migrate=True, check_storage=False)
 
 
 def export_schema(settings: Settings, args: argparse.Namespace) -> None:
     from app.graphql.schema import schema
 
     Path(args.output).write_text(schema.as_str() + "\n")
+
+
+# --- users -----------------------------------------------------------------------------
 
 
 def user_create(settings: Settings, args: argparse.Namespace) -> None:
@@ -124,6 +203,50 @@ def user_create(settings: Settings, args: argparse.Namespace) -> None:
 
     _in_session(settings, work)
     print(f"created user '{args.username}'")
+
+
+def user_list(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services import users
+    from app.services.actor import OPERATOR
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        return [
+            {
+                "username": user.username,
+                "name": user.name,
+                "email": user.email,
+                "admin": user.is_admin,
+                "blocked": not user.is_active,
+                "created_at": user.created_at,
+            }
+            for user in await users.list_users(session, actor=OPERATOR)
+        ]
+
+    _print_records(_in_session(settings, work), as_json=args.json)
+
+
+def _user_blocking(blocked: bool) -> Callable[[Settings, argparse.Namespace], None]:
+    def command(settings: Settings, args: argparse.Namespace) -> None:
+        from app.services import users
+        from app.services.actor import OPERATOR
+
+        async def work(session: AsyncSession) -> bool:
+            user = await users.get_user(session, username=args.username)
+            return await users.set_blocked(session, user=user, blocked=blocked, actor=OPERATOR)
+
+        changed = _in_session(settings, work)
+        state = "blocked" if blocked else "unblocked"
+        if not changed:
+            print(f"'{args.username}' is already {state}")
+        elif blocked:
+            print(f"blocked '{args.username}': their tokens no longer authenticate")
+        else:
+            print(f"unblocked '{args.username}': their tokens authenticate again")
+
+    return command
+
+
+# --- tokens ----------------------------------------------------------------------------
 
 
 def token_create(settings: Settings, args: argparse.Namespace) -> None:
@@ -152,6 +275,50 @@ def token_create(settings: Settings, args: argparse.Namespace) -> None:
     print(_in_session(settings, work))
 
 
+def token_list(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services import auth, users
+    from app.services.actor import OPERATOR
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        user = await users.get_user(session, username=args.user) if args.user else None
+        tokens = await auth.list_tokens(session, user=user, actor=OPERATOR)
+        owners = await users.usernames(session, user_ids={token.user_id for token in tokens})
+        return [
+            {
+                "id": token.id,
+                "name": token.name,
+                "user": owners[token.user_id],
+                "scopes": token.scopes,
+                "created_at": token.created_at,
+                "expires_at": token.expires_at,
+                "last_used_at": token.last_used_at,
+                "revoked_at": token.revoked_at,
+            }
+            for token in tokens
+        ]
+
+    _print_records(_in_session(settings, work), as_json=args.json)
+
+
+def token_revoke(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services import auth
+    from app.services.actor import OPERATOR
+
+    async def work(session: AsyncSession) -> bool:
+        token = await auth.get_token(session, token_id=args.id)
+        was_active = token.revoked_at is None
+        await auth.revoke_token(session, token=token, actor=OPERATOR)
+        return was_active
+
+    if _in_session(settings, work):
+        print(f"revoked token {args.id}")
+    else:
+        print(f"token {args.id} was already revoked")
+
+
+# --- projects and members --------------------------------------------------------------
+
+
 def project_create(settings: Settings, args: argparse.Namespace) -> None:
     from app.models import Visibility
     from app.services import projects, users
@@ -172,6 +339,24 @@ def project_create(settings: Settings, args: argparse.Namespace) -> None:
     print(f"created project '{args.path}'")
 
 
+def project_list(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services import projects
+    from app.services.actor import OPERATOR
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        return [
+            {
+                "path": project.path,
+                "name": project.name,
+                "visibility": project.visibility,
+                "created_at": project.created_at,
+            }
+            for project in await projects.list_projects(session, actor=OPERATOR)
+        ]
+
+    _print_records(_in_session(settings, work), as_json=args.json)
+
+
 def member_add(settings: Settings, args: argparse.Namespace) -> None:
     from app.models import Role
     from app.services import projects, users
@@ -188,13 +373,116 @@ def member_add(settings: Settings, args: argparse.Namespace) -> None:
     print(f"'{args.user}' is now {args.role} of '{args.project}'")
 
 
+def member_list(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services import projects
+    from app.services.actor import OPERATOR
+    from app.services.policy import Action
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        project = await projects.find_project(
+            session, actor=OPERATOR, path=args.project, action=Action.READ
+        )
+        return [
+            {"user": user.username, "name": user.name, "role": role}
+            for user, role in await projects.list_members(session, project=project)
+        ]
+
+    _print_records(_in_session(settings, work), as_json=args.json)
+
+
+def member_remove(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services import projects, users
+    from app.services.actor import OPERATOR
+
+    async def work(session: AsyncSession) -> None:
+        project = await projects.get_project(session, path=args.project)
+        user = await users.get_user(session, username=args.user)
+        await projects.remove_member(session, project=project, user=user, actor=OPERATOR)
+
+    _in_session(settings, work)
+    print(f"removed '{args.user}' from '{args.project}'")
+
+
+# --- output ----------------------------------------------------------------------------
+
+
+def _print_records(records: list[dict[str, Any]], *, as_json: bool) -> None:
+    """Records as a JSON array (dates in ISO 8601), or as a table with a header line."""
+    if as_json:
+        print(json.dumps([{k: _json_value(v) for k, v in r.items()} for r in records], indent=2))
+        return
+    if not records:
+        print("(none)")
+        return
+    headings = [key.removesuffix("_at").replace("_", " ").upper() for key in records[0]]
+    rows = [headings, *([_cell(value) for value in record.values()] for record in records)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(headings))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.name.lower() if isinstance(value, int) else value.value
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(_json_value(value))
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print a JSON array (for scripts) instead of a table"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelreg", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="modelreg",
+        description=__doc__,
+        epilog=preflight.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve_parser = commands.add_parser("serve", help="run the API server")
-    serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8080)
+    serve_parser = commands.add_parser(
+        "serve",
+        help="run the API server",
+        epilog=preflight.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve_parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve_parser.add_argument(
+        "--port", type=_port, default=8080, help="TCP port to listen on (default: %(default)s)"
+    )
     serve_parser.add_argument(
         "--no-migrate",
         dest="migrate",
@@ -203,52 +491,107 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve_parser.set_defaults(handler=serve)
 
-    commands.add_parser("worker", help="run a background worker (needs Redis)").set_defaults(
-        handler=worker
+    worker_parser = commands.add_parser("worker", help="run a background worker (needs Redis)")
+    worker_parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if this host's worker recorded its health in Redis in the last 11 s, "
+        "else 1 (a container health check)",
     )
+    worker_parser.set_defaults(handler=worker)
     commands.add_parser("migrate", help="upgrade the database schema to head").set_defaults(
         handler=migrate
     )
     schema_parser = commands.add_parser("export-schema", help="write the GraphQL schema")
-    schema_parser.add_argument("--output", default="schema.graphql")
+    schema_parser.add_argument(
+        "--output", default="schema.graphql", help="file to write (default: %(default)s)"
+    )
     schema_parser.set_defaults(handler=export_schema)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(required=True)
     user_create_parser = user.add_parser("create", help="create a user")
-    user_create_parser.add_argument("username")
-    user_create_parser.add_argument("--name")
-    user_create_parser.add_argument("--email")
-    user_create_parser.add_argument("--admin", action="store_true")
+    user_create_parser.add_argument("username", help="letters, digits, '_', '.', '-'")
+    user_create_parser.add_argument("--name", help="full name, shown to other users")
+    user_create_parser.add_argument("--email", help="e-mail address")
+    user_create_parser.add_argument(
+        "--admin", action="store_true", help="make the user an administrator"
+    )
     user_create_parser.set_defaults(handler=user_create)
+    user_list_parser = user.add_parser("list", help="list users, blocked ones included")
+    _json_option(user_list_parser)
+    user_list_parser.set_defaults(handler=user_list)
+    user_block_parser = user.add_parser(
+        "block", help="block a user: their tokens stop authenticating (within 10 s)"
+    )
+    user_block_parser.add_argument("username", help="the user to block")
+    user_block_parser.set_defaults(handler=_user_blocking(True))
+    user_unblock_parser = user.add_parser(
+        "unblock", help="unblock a user: their unrevoked tokens work again"
+    )
+    user_unblock_parser.add_argument("username", help="the user to unblock")
+    user_unblock_parser.set_defaults(handler=_user_blocking(False))
 
     token = commands.add_parser("token", help="manage access tokens").add_subparsers(required=True)
     token_create_parser = token.add_parser("create", help="create a token and print it once")
-    token_create_parser.add_argument("--user", required=True)
-    token_create_parser.add_argument("--name", default="cli")
-    token_create_parser.add_argument("--scopes", default="api", help="api and/or read_api")
-    token_create_parser.add_argument("--expires-in", type=int, metavar="DAYS")
+    token_create_parser.add_argument("--user", required=True, help="username of its owner")
+    token_create_parser.add_argument(
+        "--name", default="cli", help="what the token is for (default: %(default)s)"
+    )
+    token_create_parser.add_argument(
+        "--scopes",
+        default="api",
+        help="comma-separated: api (read and write), read_api (read only); default: api",
+    )
+    token_create_parser.add_argument(
+        "--expires-in", type=int, metavar="DAYS", help="expire after DAYS days (default: never)"
+    )
     token_create_parser.set_defaults(handler=token_create)
+    token_list_parser = token.add_parser(
+        "list", help="list tokens (never their secrets), revoked and expired ones included"
+    )
+    token_list_parser.add_argument("--user", help="only the tokens of this username")
+    _json_option(token_list_parser)
+    token_list_parser.set_defaults(handler=token_list)
+    token_revoke_parser = token.add_parser("revoke", help="revoke a token for good")
+    token_revoke_parser.add_argument("id", type=int, help="the token's id, from `token list`")
+    token_revoke_parser.set_defaults(handler=token_revoke)
 
     project = commands.add_parser("project", help="manage projects").add_subparsers(required=True)
     project_create_parser = project.add_parser("create", help="create a project")
-    project_create_parser.add_argument("path")
-    project_create_parser.add_argument("--name")
     project_create_parser.add_argument(
-        "--visibility", choices=["private", "public"], default="private"
+        "path", help="lowercase letters, digits, '_', '.', '-'; used in URLs"
+    )
+    project_create_parser.add_argument("--name", help="display name (default: the path)")
+    project_create_parser.add_argument(
+        "--visibility",
+        choices=["private", "public"],
+        default="private",
+        help="public projects are readable by anyone (default: %(default)s)",
     )
     project_create_parser.add_argument("--owner", help="username of its first owner")
     project_create_parser.set_defaults(handler=project_create)
+    project_list_parser = project.add_parser("list", help="list every project")
+    _json_option(project_list_parser)
+    project_list_parser.set_defaults(handler=project_list)
 
     member = commands.add_parser("member", help="manage project members").add_subparsers(
         required=True
     )
     member_add_parser = member.add_parser("add", help="add a member or change their role")
-    member_add_parser.add_argument("project")
-    member_add_parser.add_argument("user")
-    member_add_parser.add_argument(
-        "role", choices=["guest", "reporter", "developer", "maintainer", "owner"]
-    )
+    member_add_parser.add_argument("project", help="the project's path")
+    member_add_parser.add_argument("user", help="the member's username")
+    member_add_parser.add_argument("role", choices=ROLES, help="the role to give")
     member_add_parser.set_defaults(handler=member_add)
+    member_list_parser = member.add_parser("list", help="list a project's members and roles")
+    member_list_parser.add_argument("project", help="the project's path")
+    _json_option(member_list_parser)
+    member_list_parser.set_defaults(handler=member_list)
+    member_remove_parser = member.add_parser(
+        "remove", help="remove a member (a project keeps at least one owner)"
+    )
+    member_remove_parser.add_argument("project", help="the project's path")
+    member_remove_parser.add_argument("user", help="the member's username")
+    member_remove_parser.set_defaults(handler=member_remove)
     return parser
 
 
@@ -258,6 +601,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
         configure_logging(settings.log_level)
         args.handler(settings, args)
-    except (SettingsError, CommandError) as error:
+    except SettingsError as error:
         print(f"modelreg: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(preflight.EXIT_USAGE) from None
+    except CommandError as error:
+        print(f"modelreg: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +22,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from app.database_outage import DatabaseUnavailableError
+
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -31,6 +34,9 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A server that does not answer (a dropped route, not a refused port) fails a connection
+# attempt after this long instead of asyncpg's 60 s, so requests answer 503 quickly.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5.0
 
 # SQLite only auto-increments an "INTEGER PRIMARY KEY"; PostgreSQL gets 64-bit ids.
 Identifier = BigInteger().with_variant(Integer(), "sqlite")
@@ -89,11 +95,20 @@ def create_engine(url: str, *, foreign_keys: bool = True, **options: Any) -> Asy
     migrations turn off: SQLite rebuilds a table to change it, and dropping the old copy
     with foreign keys on would cascade into the rows that point at it)."""
     if not url.startswith("sqlite"):
-        # No JIT: our queries are short index walks, and compiling one cost ~90 ms more
-        # than running it (EXPLAIN ANALYZE of a 100,000-run search).
-        return create_async_engine(
-            url, pool_pre_ping=True, connect_args={"server_settings": {"jit": "off"}}, **options
+        engine = create_async_engine(
+            url,
+            # A pooled connection that a database restart broke is replaced, not used.
+            pool_pre_ping=True,
+            connect_args={
+                # No JIT: our queries are short index walks, and compiling one cost ~90 ms
+                # more than running it (EXPLAIN ANALYZE of a 100,000-run search).
+                "server_settings": {"jit": "off"},
+                "timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+            },
+            **options,
         )
+        event.listen(engine.sync_engine, "do_connect", _connect_or_report_unavailable)
+        return engine
     engine = create_async_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options
     )
@@ -118,6 +133,34 @@ def create_engine(url: str, *, foreign_keys: bool = True, **options: Any) -> Asy
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+# asyncpg's errors for a server that is starting up, shutting down, crashing, out of
+# connection slots, or that dropped the connection during its start.
+_UNREACHABLE_POSTGRES_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.PostgresConnectionError,
+)
+
+
+def _connect_or_report_unavailable(
+    dialect: Dialect, _record: ConnectionPoolEntry, cargs: Any, cparams: Any
+) -> Any:
+    """Open a PostgreSQL connection; a server that cannot be reached raises
+    `DatabaseUnavailableError` naming it. The driver reports that as a bare OSError, or
+    as one of its own errors that its SQLAlchemy adapter may wrap: the cause tells."""
+    try:
+        return dialect.loaded_dbapi.connect(*cargs, **cparams)
+    except Exception as error:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, (OSError, *_UNREACHABLE_POSTGRES_ERRORS)):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        where = f"{cparams.get('host', '?')}:{cparams.get('port', 5432)}"
+        reason = str(cause) or type(cause).__name__
+        raise DatabaseUnavailableError(f"database at {where} unreachable: {reason}") from error
 
 
 # Services put the ids of Job rows they wrote here; they are pushed after the commit.

@@ -8,18 +8,37 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from app import ops
+from app import ops, rest
+from app.database_outage import DatabaseOutageMiddleware
 from app.db import Database
+from app.errors import NotFoundError
 from app.graphql.endpoint import GraphQLEndpoint
+from app.graphql.endpoint import unavailable_response as graphql_unavailable
+from app.metrics import install_metrics
+from app.mlflow.routes import endpoint_not_found
 from app.mlflow.routes import routes as mlflow_routes
+from app.mlflow.routes import unavailable_response as mlflow_unavailable
 from app.observability import RequestLogMiddleware
 from app.rest import routes as rest_routes
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
 from app.storage import create_artifact_store
 from workers.dispatch import create_dispatcher
+
+
+async def no_route(request: Request, error: Exception) -> Response:
+    """A path no route matches, answered in the convention of the surface it lies under
+    (path parameters never span a line break: such paths land here too)."""
+    path = request.url.path
+    if path.startswith(f"{rest.PREFIX}/"):
+        return rest.error_response(NotFoundError(f"No API route {request.method} {path}"))
+    if path.startswith(("/api/", "/ajax-api/", "/projects/")):
+        return await endpoint_not_found(request)
+    return PlainTextResponse("Not Found", status_code=404)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -44,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             yield
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *ops.routes,
             Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"]),
@@ -52,6 +71,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *rest_routes(),
             *mlflow_routes(),
         ],
-        middleware=[Middleware(RequestLogMiddleware)],
+        middleware=[
+            Middleware(RequestLogMiddleware),
+            # A request that the database's absence failed answers 503 in its surface's
+            # convention; the MLflow surface holds every path the others do not.
+            Middleware(
+                DatabaseOutageMiddleware,
+                answers=[
+                    ("/graphql", graphql_unavailable),
+                    (rest.PREFIX, rest.unavailable_response),
+                    ("/", mlflow_unavailable),
+                ],
+            ),
+        ],
+        exception_handlers={404: no_route},
         lifespan=lifespan,
     )
+    install_metrics(app)
+    return app

@@ -57,6 +57,8 @@ def configure_logging(level: str) -> None:
     # uvicorn's own access log is replaced by RequestLogMiddleware's line.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # botocore announces where it found credentials each time a client starts.
+    logging.getLogger("aiobotocore.credentials").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from app import migrations
 from app.runtime import get_runtime
+from app.storage import ArtifactStoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers with its schema at head, and Redis when configured."""
+    """Ready when the database answers with its schema at head, Redis when configured
+    answers, and the artifact store passes its probe."""
     runtime = get_runtime(request)
     checks: dict[str, str] = {}
     try:
@@ -39,6 +41,15 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as error:
             logger.warning("redis not ready", extra={"error": str(error)})
             checks["redis"] = "unreachable"
+    try:
+        await runtime.artifacts.probe()
+        checks["storage"] = "ok"
+    except ArtifactStoreUnavailableError as error:
+        # The cause (bucket, directory, credentials) goes to the log, not to anonymous callers.
+        logger.warning("artifact storage not ready", extra={"error": error.message})
+        checks["storage"] = (
+            "unreachable" if error.transient else "misconfigured; see the server log"
+        )
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -44,12 +45,30 @@ class Settings(BaseSettings):
     # A failed job waits min(2**attempts * base, max) seconds before its next attempt.
     job_retry_base_seconds: float = Field(default=10, ge=0)
     job_retry_max_seconds: float = Field(default=3600, ge=0)
-    # A job pushed to Redis this long ago that has not started is pushed again by the sweep.
-    job_requeue_after_seconds: float = Field(default=600, ge=0)
-    # Embedded mode (no Redis): how often the in-process runner looks for due jobs.
+    # A job pushed to Redis this long ago that has not started is pushed again by the sweep
+    # (Redis may have lost it); a push of a job still queued changes nothing.
+    job_requeue_after_seconds: float = Field(default=30, ge=0)
+    # How often the sweep looks for due jobs (in each worker; without Redis, in the server).
     job_poll_interval_seconds: float = Field(default=10, gt=0)
-    # The largest body the package API accepts in one upload, in bytes (413 above it).
+    # A running job's claim lasts this long unless its runner's heartbeat renews it (every
+    # third of it): a job whose worker was killed is taken over this long (+ a sweep) later.
+    job_lease_seconds: float = Field(default=45, gt=0)
+    # The largest upload (package API, MLflow artifact proxy), in bytes (413 above it).
     max_upload_size: int = Field(default=10 * 1024**3, gt=0)
+    # A request body that sends nothing for this long is cut off (408).
+    body_idle_timeout_seconds: float = Field(default=10, gt=0)
+    # A JSON request body must arrive whole within this time (408); uploads have no deadline.
+    body_read_timeout_seconds: float = Field(default=30, gt=0)
+    # Links the server hands out start with this URL (https://models.example.com); unset,
+    # they are paths from the server's root. Never built from the request's Host header.
+    external_url: str | None = None
+    # Behind a proxy that sets them: links use X-Forwarded-Proto/Host when external_url is unset.
+    trusted_proxy_headers: bool = False
+    # When set, /metrics (and the worker's metrics port) answer only `Bearer <this token>`.
+    metrics_token: str | None = None
+    # `modelreg worker` serves its job metrics on this port when set (none by default).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     @field_validator("database_url")
     @classmethod
@@ -60,6 +79,23 @@ class Settings(BaseSettings):
         if not separator or scheme not in _DATABASE_SCHEMES:
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return f"{_DATABASE_SCHEMES[scheme]}://{rest}"
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _empty_metrics_token_means_open(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url_is_a_base_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parsed = urllib.parse.urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://models.example.com")
+        if parsed.query or parsed.fragment:
+            raise ValueError("must not have a query or a fragment")
+        return value.rstrip("/")
 
     @field_validator("redis_url")
     @classmethod

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from arq.connections import RedisSettings, create_pool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,8 +19,11 @@ from app import migrations
 from app.db import Database
 from app.models import Project
 from app.services import auth, projects
+from app.settings import Settings
+from app.storage import ArtifactStore, create_artifact_store
 from tests.live_server import LiveServer, copy_sqlite, live_server
 from tests.services import RedisServer, postgres_server, s3_server
+from workers.dispatch import JobDispatcher, create_dispatcher
 
 TEMPLATE_DATABASE = "modelreg_template"
 _database_numbers = itertools.count(1)
@@ -40,6 +44,18 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis server the test may stop and start again on the same port."""
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture
+async def redis_url(redis: RedisServer) -> str:
+    """The test Redis, running and emptied for this test."""
+    redis.start()
+    client = await create_pool(RedisSettings.from_dsn(redis.url))
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose(close_connection_pool=True)
+    return redis.url
 
 
 @pytest.fixture(scope="session")
@@ -150,3 +166,39 @@ async def project(session: AsyncSession) -> Project:
 def _fresh_token_cache() -> None:
     """Each test starts with no cached token verdicts from another test's database."""
     auth.forget_cached_tokens()
+
+
+# --- Jobs: the fixtures below use the `settings` fixture each job test module defines. ---
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ArtifactStore]:
+    """The API's started artifact store for the module's `settings`: what the test writes
+    and the job runners clean."""
+    artifacts = create_artifact_store(settings)
+    await artifacts.start()
+    try:
+        yield artifacts
+    finally:
+        await artifacts.close()
+
+
+@pytest.fixture
+async def dispatcher(settings: Settings, database: Database) -> AsyncIterator[JobDispatcher]:
+    """The API side of job dispatch: pushes what `database` sessions commit (to Redis when
+    the module's settings name one, else to the in-process runner)."""
+    created = await create_dispatcher(settings, database)
+    await created.start()
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+@pytest.fixture
+async def default_project(database: Database) -> Project:
+    """The default project, read in a short transaction: the `project` fixture holds its
+    session's transaction open for the whole test, and on SQLite that write lock would
+    block every job runner, since runners use sessions of their own."""
+    async with database.session(read_only=True) as session:
+        return await projects.get_default_project(session)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.services import free_port
+from tests.services import free_port, stop_process
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 STARTUP_SECONDS = 60
@@ -64,12 +64,7 @@ def live_server(workdir: Path, database_url: str, **settings: str) -> Iterator[L
         _wait_until_healthy(server, process)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_until_healthy(server: LiveServer, process: subprocess.Popen[bytes]) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "postgres_server",
     "redis_server",
     "s3_server",
+    "stop_process",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -85,18 +86,22 @@ def _spawn(
         )
 
 
-def _stop(process: subprocess.Popen[bytes], stop_signal: signal.Signals) -> None:
-    """Send `stop_signal` to the process and wait; kill its process group if it hangs."""
+def stop_process(
+    process: subprocess.Popen[bytes], stop_signal: signal.Signals = signal.SIGTERM
+) -> None:
+    """Send `stop_signal` to the process and wait; kill it if it hangs (with its process
+    group when it leads one, which also reaches children such as PostgreSQL backends)."""
     if process.poll() is not None:
         return
     process.send_signal(stop_signal)
     try:
         process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        # The process leads its own process group (start_new_session), so this also
-        # reaches children such as PostgreSQL backends.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+            if os.getpgid(process.pid) == process.pid:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
         process.wait()
 
 
@@ -144,7 +149,7 @@ def _running(
         _wait_until_ready(name, process, log_path, is_ready)
         yield
     finally:
-        _stop(process, stop_signal)
+        stop_process(process, stop_signal)
 
 
 def _require(binary: str, package: str) -> str:
@@ -331,7 +336,7 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server (no-op if stopped) and wait until its process is gone."""
         if self._process is not None:
-            _stop(self._process, signal.SIGTERM)
+            stop_process(self._process, signal.SIGTERM)
             self._process = None
 
     def __enter__(self) -> RedisServer:

@@ -76,6 +76,14 @@ def expected_project_change(caller: Caller, kind: str, least: Role) -> str:
     return FORBIDDEN
 
 
+def expected_change_by_id(caller: Caller, kind: str, least: Role) -> str:
+    """A change to an object named by its global id: one the caller may not read is
+    answered as a missing one, signed in or not, so no id tells whether it exists."""
+    if not may_read(caller, kind):
+        return NOT_FOUND
+    return expected_project_change(caller, kind, least)
+
+
 def expected_account_change(caller: Caller, *, admin_only: bool) -> str:
     if caller.token is None:
         return UNAUTHENTICATED
@@ -458,52 +466,52 @@ PROJECT_FIELDS: dict[str, tuple[ProjectOperation, Callable[[Caller, str], str]]]
     ),
     "Mutation.modelUpdate": (
         change("modelUpdate", lambda ids, path: {"id": ids["model"], "description": DESCRIPTION}),
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.modelDelete": (
         model_delete,
-        lambda caller, kind: expected_project_change(caller, kind, MANAGE),
+        lambda caller, kind: expected_change_by_id(caller, kind, MANAGE),
     ),
     "Mutation.modelVersionCreate": (
         model_version_create,
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.modelVersionUpdate": (
         change(
             "modelVersionUpdate",
             lambda ids, path: {"id": ids["version"], "description": DESCRIPTION},
         ),
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.modelVersionDelete": (
         model_version_delete,
-        lambda caller, kind: expected_project_change(caller, kind, MANAGE),
+        lambda caller, kind: expected_change_by_id(caller, kind, MANAGE),
     ),
     "Mutation.aliasSet": (
         change("aliasSet", lambda ids, path: {"versionId": ids["version"], "alias": ALIAS}),
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.aliasDelete": (
         alias_delete,
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.candidateCreate": (
         candidate_create,
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.candidateUpdate": (
         change("candidateUpdate", lambda ids, path: {"id": ids["candidate"], "name": CANDIDATE}),
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.candidateLogMetrics": (
         change(
             "candidateLogMetrics", lambda ids, path: {"id": ids["candidate"], "metrics": [METRIC]}
         ),
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.candidateDelete": (
         candidate_delete,
-        lambda caller, kind: expected_project_change(caller, kind, DEVELOPER),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.packageTypesMigrate": (
         change("packageTypesMigrate", lambda ids, path: {"project": path}),
@@ -1017,6 +1025,8 @@ async def package_outcome(world: World, caller: Caller, kind: str, case: Package
 ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/healthz"): {},
     ("GET", "/readyz"): {},
+    # Open unless MODELREG_METRICS_TOKEN is set (tests/test_metrics.py covers the token).
+    ("GET", "/metrics"): {},
     ("GET", "/graphql"): {"headers": {"Accept": "text/html"}},
     ("POST", "/graphql"): {"json": {"query": "{ version }"}},
     ("GET", "/health"): {},

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,35 +17,12 @@ import app.models  # noqa: F401  (registers every table on the metadata)
 from app import migrations
 from app.db import Base
 from app.graphql.schema import schema
+from tests.cli_support import MODELREG, clean_environment, run_modelreg
 from tests.services import free_port
 
-MODELREG = str(Path(sys.executable).with_name("modelreg"))
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-COMMAND_TIMEOUT = 60.0
-
-
-def _environment(**settings: str) -> dict[str, str]:
-    """The current environment without any MODELREG_* variable, plus `settings`."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    environment.update(settings)
-    return environment
-
-
-def _run(
-    *arguments: str, cwd: Path, environment: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [MODELREG, *arguments],
-        cwd=cwd,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
 
 
 def _head_revision() -> str | None:
@@ -91,7 +66,7 @@ def served(tmp_path: Path) -> Iterator[Server]:
         process = subprocess.Popen(
             [MODELREG, "serve", "--port", str(port)],
             cwd=workdir,
-            env=_environment(),
+            env=clean_environment(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -130,7 +105,7 @@ def test_serve_starts_embedded_with_a_sqlite_file_in_data_and_answers_the_probes
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
 
     # The schema was migrated on start.
     with sqlite3.connect(database_path) as connection:
@@ -173,8 +148,12 @@ def test_serve_with_a_bad_setting_exits_with_one_line_naming_the_variable(
     variable: str, value: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    result = _run(
-        "serve", "--port", str(port), cwd=tmp_path, environment=_environment(**{variable: value})
+    result = run_modelreg(
+        "serve",
+        "--port",
+        str(port),
+        cwd=tmp_path,
+        environment=clean_environment(**{variable: value}),
     )
 
     assert result.returncode != 0
@@ -188,9 +167,9 @@ def test_serve_with_a_bad_setting_exits_with_one_line_naming_the_variable(
 def test_migrate_creates_every_table_in_a_fresh_sqlite_file(tmp_path: Path) -> None:
     database_path = tmp_path / "fresh" / "registry.db"
     database_path.parent.mkdir()
-    environment = _environment(MODELREG_DATABASE_URL=f"sqlite:///{database_path}")
+    environment = clean_environment(MODELREG_DATABASE_URL=f"sqlite:///{database_path}")
 
-    result = _run("migrate", cwd=tmp_path, environment=environment)
+    result = run_modelreg("migrate", cwd=tmp_path, environment=environment)
 
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(database_path) as connection:
@@ -206,10 +185,10 @@ def test_migrate_creates_every_table_in_a_fresh_sqlite_file(tmp_path: Path) -> N
 
 def test_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
     database_path = tmp_path / "registry.db"
-    environment = _environment(MODELREG_DATABASE_URL=f"sqlite:///{database_path}")
+    environment = clean_environment(MODELREG_DATABASE_URL=f"sqlite:///{database_path}")
 
-    first = _run("migrate", cwd=tmp_path, environment=environment)
-    second = _run("migrate", cwd=tmp_path, environment=environment)
+    first = run_modelreg("migrate", cwd=tmp_path, environment=environment)
+    second = run_modelreg("migrate", cwd=tmp_path, environment=environment)
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
@@ -218,8 +197,8 @@ def test_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
 def test_export_schema_writes_the_served_graphql_schema(tmp_path: Path) -> None:
     output = tmp_path / "exported.graphql"
 
-    result = _run(
-        "export-schema", "--output", str(output), cwd=tmp_path, environment=_environment()
+    result = run_modelreg(
+        "export-schema", "--output", str(output), cwd=tmp_path, environment=clean_environment()
     )
 
     assert result.returncode == 0, result.stderr

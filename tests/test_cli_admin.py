@@ -4,17 +4,19 @@ on its first start."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import concurrent.futures
 import datetime as dt
 import itertools
+import json
 import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,15 +26,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from app import cli
 from app.db import Database, utcnow
+from app.errors import UnauthenticatedError
 from app.models import AccessToken, AuditEvent, Membership, Project, Role, User, Visibility
-from app.services import auth
-from app.services.actor import Actor
+from app.services import auth, projects, users
+from app.services.actor import OPERATOR, Actor
 from app.settings import Settings
+from tests.cli_support import MODELREG, clean_environment, run_modelreg
 from tests.services import free_port
 
-MODELREG = str(Path(sys.executable).with_name("modelreg"))
-COMMAND_TIMEOUT = 60.0
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 TOKEN_LINE = re.compile(r"access token \(shown once\): (mrpat-\S+)")
@@ -45,31 +48,9 @@ _database_numbers = itertools.count(1)
 # --- running the command ---------------------------------------------------------------
 
 
-def _environment(**settings: str) -> dict[str, str]:
-    """The current environment without any MODELREG_* variable, plus `settings`."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    environment.update(settings)
-    return environment
-
-
-def _run(
-    *arguments: str, cwd: Path, environment: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [MODELREG, *arguments],
-        cwd=cwd,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-
-
 def _ok(*arguments: str, cwd: Path, environment: dict[str, str]) -> str:
     """Run a command that must succeed; its stdout."""
-    result = _run(*arguments, cwd=cwd, environment=environment)
+    result = run_modelreg(*arguments, cwd=cwd, environment=environment)
     assert result.returncode == 0, f"{arguments}: {result.stderr}"
     return result.stdout
 
@@ -191,7 +172,7 @@ def workdir(tmp_path: Path) -> Path:
 def test_migrate_then_create_user_token_project_and_member_through_the_command(
     empty_database_url: str, workdir: Path
 ) -> None:
-    environment = _environment(MODELREG_DATABASE_URL=empty_database_url)
+    environment = clean_environment(MODELREG_DATABASE_URL=empty_database_url)
 
     _ok("migrate", cwd=workdir, environment=environment)
     assert _ok("user", "create", "alice", cwd=workdir, environment=environment).strip() == (
@@ -260,7 +241,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A migrated SQLite registry with users alice and bob, and alice's project `team`;
     its environment. Shared by the tests of failing commands, which must change nothing."""
     directory = tmp_path_factory.mktemp("registry")
-    environment = _environment(MODELREG_DATABASE_URL=f"sqlite:///{directory / 'registry.db'}")
+    environment = clean_environment(MODELREG_DATABASE_URL=f"sqlite:///{directory / 'registry.db'}")
     for arguments in (
         ("migrate",),
         ("user", "create", "alice"),
@@ -305,6 +286,25 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "scopes must be",
             id="token-bad-scope",
         ),
+        pytest.param(("user", "block", "nobody"), "User 'nobody' does not exist", id="block"),
+        pytest.param(("user", "unblock", "nobody"), "User 'nobody' does not exist", id="unblock"),
+        pytest.param(
+            ("token", "list", "--user", "nobody"), "User 'nobody' does not exist", id="token-list"
+        ),
+        pytest.param(("token", "revoke", "999"), "Token 999 does not exist", id="token-revoke"),
+        pytest.param(
+            ("member", "list", "nowhere"), "Project 'nowhere' does not exist", id="member-list"
+        ),
+        pytest.param(
+            ("member", "remove", "team", "alice"),
+            "'team' must keep at least one owner",
+            id="member-remove-last-owner",
+        ),
+        pytest.param(
+            ("member", "remove", "team", "bob"),
+            "'bob' is not a member of 'team'",
+            id="member-remove-non-member",
+        ),
     ],
 )
 def test_an_administration_error_is_one_stderr_line_with_exit_code_2_and_changes_nothing(
@@ -316,7 +316,7 @@ def test_an_administration_error_is_one_stderr_line_with_exit_code_2_and_changes
     url = registry["MODELREG_DATABASE_URL"]
     before = _in_thread(_registry_state(url))
 
-    result = _run(*arguments, cwd=workdir, environment=registry)
+    result = run_modelreg(*arguments, cwd=workdir, environment=registry)
 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
@@ -334,7 +334,9 @@ def test_an_unknown_role_is_rejected_by_the_argument_parser_with_exit_code_2(
     url = registry["MODELREG_DATABASE_URL"]
     before = _in_thread(_registry_state(url))
 
-    result = _run("member", "add", "team", "bob", "emperor", cwd=workdir, environment=registry)
+    result = run_modelreg(
+        "member", "add", "team", "bob", "emperor", cwd=workdir, environment=registry
+    )
 
     assert result.returncode == 2
     assert "argument role: invalid choice: 'emperor'" in result.stderr
@@ -441,7 +443,7 @@ def _admin_rows(database_path: Path) -> tuple[list[tuple[Any, ...]], int]:
 def test_first_serve_prints_the_admin_token_once_and_a_second_start_creates_no_other_admin(
     servers: Servers, workdir: Path
 ) -> None:
-    first = servers.start(workdir, _environment())
+    first = servers.start(workdir, clean_environment())
     response = first.viewer(_token_printed_by(first))
     first.stop()
 
@@ -455,12 +457,17 @@ def test_first_serve_prints_the_admin_token_once_and_a_second_start_creates_no_o
     assert response.status_code == 200, response.text
     assert response.json() == {"data": {"viewer": {"user": {"username": "admin", "isAdmin": True}}}}
 
-    second = servers.start(workdir, _environment())
+    second = servers.start(workdir, clean_environment())
     again = second.viewer(secret)
     second.stop()
 
     assert "access token" not in second.output()
     assert "mrpat-" not in second.output()
+    # ...but it says how to get one.
+    assert (
+        "modelreg: the administrator is 'admin'; to get a new token for it, run "
+        "`modelreg token create --user admin`"
+    ) in second.stderr_lines()
     assert again.status_code == 200, again.text
     assert again.json()["data"]["viewer"]["user"]["username"] == "admin"
     assert _admin_rows(workdir / "data" / "modelreg.db") == ([("admin", 1)], 1)
@@ -478,7 +485,7 @@ def test_serve_with_a_bootstrap_admin_token_creates_the_admin_with_that_token(
     chosen = "bootstrap-admin-token-0123456x"
     assert len(chosen) == 30
 
-    server = servers.start(workdir, _environment(MODELREG_BOOTSTRAP_ADMIN_TOKEN=chosen))
+    server = servers.start(workdir, clean_environment(MODELREG_BOOTSTRAP_ADMIN_TOKEN=chosen))
     response = server.viewer(chosen)
     server.stop()
 
@@ -496,12 +503,12 @@ def test_serve_with_a_bootstrap_admin_token_under_20_characters_stops_with_one_l
     too_short = "short-secret-0123"
     assert len(too_short) < 20
 
-    result = _run(
+    result = run_modelreg(
         "serve",
         "--port",
         str(free_port()),
         cwd=workdir,
-        environment=_environment(MODELREG_BOOTSTRAP_ADMIN_TOKEN=too_short),
+        environment=clean_environment(MODELREG_BOOTSTRAP_ADMIN_TOKEN=too_short),
     )
 
     assert result.returncode == 2, result.stderr
@@ -510,3 +517,231 @@ def test_serve_with_a_bootstrap_admin_token_under_20_characters_stops_with_one_l
     assert "MODELREG_BOOTSTRAP_ADMIN_TOKEN" in lines[0]
     assert too_short not in result.stderr
     assert not (workdir / "data").exists()
+
+
+# --- listing, blocking, revoking and removing -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Team:
+    """A registry where alice owns `team` and bob develops in it with the token `ci`."""
+
+    url: str
+    environment: dict[str, str]
+    bob_secret: str
+    bob_token_id: int
+
+
+@pytest.fixture
+async def team(database: Database) -> Team:
+    async with database.session() as session:
+        alice = await users.create_user(session, username="alice", actor=OPERATOR)
+        bob = await users.create_user(
+            session, username="bob", name="Bob Builder", email="bob@example.com", actor=OPERATOR
+        )
+        project = await projects.create_project(
+            session, path="team", owner=alice, visibility=Visibility.PUBLIC, actor=OPERATOR
+        )
+        await projects.set_member(
+            session, project=project, user=bob, role=Role.DEVELOPER, actor=OPERATOR
+        )
+        token, secret = await auth.create_token(session, user=bob, name="ci", actor=OPERATOR)
+    return Team(
+        url=database.url,
+        environment=clean_environment(MODELREG_DATABASE_URL=database.url),
+        bob_secret=secret,
+        bob_token_id=token.id,
+    )
+
+
+def _json(*arguments: str, team: Team, cwd: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = json.loads(
+        _ok(*arguments, "--json", cwd=cwd, environment=team.environment)
+    )
+    return records
+
+
+def _table(*arguments: str, team: Team, cwd: Path) -> list[list[str]]:
+    """The printed table, each line split into its cells (cells hold no double space)."""
+    lines = _ok(*arguments, cwd=cwd, environment=team.environment).splitlines()
+    return [re.split(r" {2,}", line) for line in lines]
+
+
+def _events(team: Team) -> list[tuple[str, int | None]]:
+    events: list[tuple[str, int | None]] = _in_thread(_registry_state(team.url))["events"]
+    return events
+
+
+def _authentication_failure(team: Team, secret: str) -> str:
+    with pytest.raises(UnauthenticatedError) as failure:
+        _in_thread(_authenticate(team.url, secret))
+    return failure.value.message
+
+
+# Listing is the same query on both databases; the changes run on both.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_user_list_prints_every_user_as_a_table_and_as_json(team: Team, workdir: Path) -> None:
+    records = _json("user", "list", team=team, cwd=workdir)
+    table = _table("user", "list", team=team, cwd=workdir)
+
+    assert [{k: v for k, v in r.items() if k != "created_at"} for r in records] == [
+        {"username": "alice", "name": None, "email": None, "admin": False, "blocked": False},
+        {
+            "username": "bob",
+            "name": "Bob Builder",
+            "email": "bob@example.com",
+            "admin": False,
+            "blocked": False,
+        },
+    ]
+    created = dt.datetime.fromisoformat(records[1]["created_at"])
+    assert abs(created - utcnow()) < dt.timedelta(minutes=5)
+    assert table[0] == ["USERNAME", "NAME", "EMAIL", "ADMIN", "BLOCKED", "CREATED"]
+    assert table[1][:5] == ["alice", "-", "-", "no", "no"]
+    assert table[2][:5] == ["bob", "Bob Builder", "bob@example.com", "no", "no"]
+    assert table[2][5] == created.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def test_user_block_stops_the_users_tokens_and_unblock_restores_them(
+    team: Team, workdir: Path
+) -> None:
+    events_before = _events(team)
+
+    blocked = _ok("user", "block", "bob", cwd=workdir, environment=team.environment)
+    message = _authentication_failure(team, team.bob_secret)
+    listed = _json("user", "list", team=team, cwd=workdir)
+    again = _ok("user", "block", "bob", cwd=workdir, environment=team.environment)
+    unblocked = _ok("user", "unblock", "bob", cwd=workdir, environment=team.environment)
+    actor, _ = _in_thread(_authenticate(team.url, team.bob_secret))
+
+    assert blocked == "blocked 'bob': their tokens no longer authenticate\n"
+    assert message == "the token's user is blocked"
+    assert [(r["username"], r["blocked"]) for r in listed] == [("alice", False), ("bob", True)]
+    assert again == "'bob' is already blocked\n"
+    assert unblocked == "unblocked 'bob': their tokens authenticate again\n"
+    assert actor.username == "bob"
+    # Each change is audited once, as the operator; the repeated block changed nothing.
+    assert _events(team)[len(events_before) :] == [("user.block", None), ("user.unblock", None)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_token_list_shows_every_token_and_never_a_secret(team: Team, workdir: Path) -> None:
+    alice_secret = _ok(
+        "token", "create", "--user", "alice", "--name", "laptop", "--scopes", "read_api",
+        "--expires-in", "30", cwd=workdir, environment=team.environment,
+    ).strip()  # fmt: skip
+
+    everyone = _json("token", "list", team=team, cwd=workdir)
+    bobs = _json("token", "list", "--user", "bob", team=team, cwd=workdir)
+    table = _table("token", "list", team=team, cwd=workdir)
+    printed = _ok("token", "list", cwd=workdir, environment=team.environment)
+    printed += _ok("token", "list", "--json", cwd=workdir, environment=team.environment)
+
+    assert [(t["name"], t["user"], t["scopes"]) for t in everyone] == [
+        ("ci", "bob", ["api"]),
+        ("laptop", "alice", ["read_api"]),
+    ]
+    assert everyone[0]["id"] == team.bob_token_id
+    assert everyone[0]["expires_at"] is None
+    expires = dt.datetime.fromisoformat(everyone[1]["expires_at"])
+    assert abs(expires - (utcnow() + dt.timedelta(days=30))) < dt.timedelta(minutes=5)
+    assert (everyone[1]["last_used_at"], everyone[1]["revoked_at"]) == (None, None)
+    assert bobs == everyone[:1]
+    assert table[0] == [
+        *("ID", "NAME", "USER", "SCOPES"),
+        *("CREATED", "EXPIRES", "LAST USED", "REVOKED"),
+    ]
+    assert table[1][:4] == [str(team.bob_token_id), "ci", "bob", "api"]
+    assert table[1][5:] == ["-", "-", "-"]
+    for secret in (team.bob_secret, alice_secret):
+        assert secret not in printed
+        assert auth.digest(secret) not in printed
+
+
+def test_token_revoke_stops_the_token_for_good_and_is_audited(team: Team, workdir: Path) -> None:
+    token_id = str(team.bob_token_id)
+    events_before = _events(team)
+
+    revoked = _ok("token", "revoke", token_id, cwd=workdir, environment=team.environment)
+    message = _authentication_failure(team, team.bob_secret)
+    again = _ok("token", "revoke", token_id, cwd=workdir, environment=team.environment)
+    [listed] = _json("token", "list", "--user", "bob", team=team, cwd=workdir)
+
+    assert revoked == f"revoked token {token_id}\n"
+    assert message == "the access token has been revoked"
+    assert again == f"token {token_id} was already revoked\n"
+    revoked_at = dt.datetime.fromisoformat(listed["revoked_at"])
+    assert abs(revoked_at - utcnow()) < dt.timedelta(minutes=5)
+    assert _events(team)[len(events_before) :] == [("token.revoke", None)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_project_list_prints_every_project(team: Team, workdir: Path) -> None:
+    records = _json("project", "list", team=team, cwd=workdir)
+    table = _table("project", "list", team=team, cwd=workdir)
+
+    assert [(p["path"], p["name"], p["visibility"]) for p in records] == [
+        ("default", "Default", "private"),
+        ("team", "team", "public"),
+    ]
+    assert table[0] == ["PATH", "NAME", "VISIBILITY", "CREATED"]
+    assert [row[:3] for row in table[1:]] == [
+        ["default", "Default", "private"],
+        ["team", "team", "public"],
+    ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_member_list_prints_each_member_with_their_role(team: Team, workdir: Path) -> None:
+    records = _json("member", "list", "team", team=team, cwd=workdir)
+    table = _table("member", "list", "team", team=team, cwd=workdir)
+    nobody = _ok("member", "list", "default", cwd=workdir, environment=team.environment)
+
+    assert records == [
+        {"user": "alice", "name": None, "role": "owner"},
+        {"user": "bob", "name": "Bob Builder", "role": "developer"},
+    ]
+    assert table == [
+        ["USER", "NAME", "ROLE"],
+        ["alice", "-", "owner"],
+        ["bob", "Bob Builder", "developer"],
+    ]
+    assert nobody == "(none)\n"
+
+
+def test_member_remove_takes_the_member_out_and_is_audited(team: Team, workdir: Path) -> None:
+    events_before = _events(team)
+
+    removed = _ok("member", "remove", "team", "bob", cwd=workdir, environment=team.environment)
+    records = _json("member", "list", "team", team=team, cwd=workdir)
+
+    assert removed == "removed 'bob' from 'team'\n"
+    assert [r["user"] for r in records] == ["alice"]
+    assert _events(team)[len(events_before) :] == [("member.remove", None)]
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _all_parsers(child)
+
+
+def test_every_command_option_and_argument_has_help() -> None:
+    undocumented = [
+        f"{parser.prog} {action.dest}"
+        for parser in _all_parsers(cli._parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert undocumented == []
+
+
+def test_serve_help_documents_host_port_and_the_exit_codes(workdir: Path) -> None:
+    printed = _ok("serve", "--help", cwd=workdir, environment=clean_environment())
+    flat = " ".join(printed.split())
+
+    assert "--host HOST address to listen on (default: 127.0.0.1)" in flat
+    assert "--port PORT TCP port to listen on (default: 8080)" in flat
+    assert "3 the database, Redis or S3 does not answer, or the port is taken" in flat

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiobotocore.session import get_session
-from arq.connections import RedisSettings, create_pool
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import Database, utcnow
@@ -43,13 +42,13 @@ from app.models import (
     PackageType,
     Project,
 )
-from app.services import candidates, jobs, logged_models, models, packages, projects, versions
+from app.services import candidates, jobs, logged_models, models, packages, versions
 from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from app.settings import Settings
-from app.storage import ArtifactStore, create_artifact_store
+from app.storage import ArtifactStore
 from tests.services import RedisServer
-from workers.dispatch import JobDispatcher, create_dispatcher
+from workers.dispatch import JobDispatcher
 from workers.jobs import destruction
 from workers.runner import run_job
 from workers.settings import create_worker
@@ -88,18 +87,6 @@ async def bucket(aws_environment: None, s3_endpoint_url: str) -> str:
 
 
 @pytest.fixture
-async def redis_url(redis: RedisServer) -> AsyncIterator[str]:
-    """The test Redis, running and emptied for this test."""
-    redis.start()
-    client = await create_pool(RedisSettings.from_dsn(redis.url))
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose(close_connection_pool=True)
-    yield redis.url
-
-
-@pytest.fixture
 def settings(database: Database, redis_url: str, bucket: str, s3_endpoint_url: str) -> Settings:
     """arq through the test Redis, artifacts in the test bucket, retries milliseconds apart."""
     return Settings(
@@ -111,35 +98,6 @@ def settings(database: Database, redis_url: str, bucket: str, s3_endpoint_url: s
         job_retry_base_seconds=0.01,
         job_retry_max_seconds=0.05,
     )
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[ArtifactStore]:
-    """The API's artifact store: the S3 bucket the workers delete from."""
-    artifacts = create_artifact_store(settings)
-    await artifacts.start()
-    try:
-        yield artifacts
-    finally:
-        await artifacts.close()
-
-
-@pytest.fixture
-async def dispatcher(settings: Settings, database: Database) -> AsyncIterator[JobDispatcher]:
-    """The API side of arq mode: it pushes what `database` sessions commit."""
-    created = await create_dispatcher(settings, database)
-    await created.start()
-    try:
-        yield created
-    finally:
-        await created.close()
-
-
-@pytest.fixture
-async def default_project(database: Database) -> Project:
-    # A short read: a session held open for the test would block the workers on SQLite.
-    async with database.session(read_only=True) as session:
-        return await projects.get_default_project(session)
 
 
 # --- helpers -------------------------------------------------------------------------

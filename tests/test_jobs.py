@@ -29,7 +29,7 @@ from app.models import (
     JobStatus,
     Project,
 )
-from app.services import candidates, jobs, models, projects, versions
+from app.services import candidates, jobs, models, versions
 from app.services.candidates import MetricPoint
 from app.settings import Settings, SettingsError
 from tests.services import RedisServer
@@ -78,15 +78,6 @@ def make_settings(database: Database, **values: Any) -> Settings:
         "job_retry_max_seconds": 0.05,
     }
     return Settings(database_url=database.url, **(options | values))
-
-
-@pytest.fixture
-async def default_project(database: Database) -> Project:
-    """The default project, read in a short transaction: the `project` fixture holds
-    its session's transaction open for the whole test, and on SQLite that write lock
-    would block every runner here, since runners use sessions of their own."""
-    async with database.session(read_only=True) as session:
-        return await projects.get_default_project(session)
 
 
 @pytest.fixture
@@ -329,6 +320,71 @@ async def test_two_runners_given_the_same_job_run_it_once(
     assert (await load(database, other.id)).status is JobStatus.SUCCEEDED
 
 
+# --- leases --------------------------------------------------------------------------
+
+
+async def test_heartbeat_keeps_the_claim_of_a_job_that_outlasts_its_lease(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen_by_handler: list[JobStatus] = []
+
+    async def slow(context: JobContext, job: Job) -> None:
+        # Three leases long: without renewals the job would be claimable again meanwhile.
+        for _ in range(3):
+            await asyncio.sleep(0.6)
+            assert await jobs.claim(database, job.id) is None, "claimed while its runner lives"
+            seen_by_handler.append((await load(database, job.id)).status)
+
+    monkeypatch.setattr(jobs, "JOB_KINDS", jobs.JOB_KINDS | {"slow"})
+    monkeypatch.setitem(registry.HANDLERS, "slow", slow)
+    job = await enqueue(database, "slow")
+
+    await run_job(database, make_settings(database, job_lease_seconds=0.6), job.id)
+
+    finished = await load(database, job.id)
+    assert finished.status is JobStatus.SUCCEEDED, finished.last_error
+    assert finished.attempts == 1
+    assert seen_by_handler == [JobStatus.RUNNING] * 3
+
+
+async def test_runner_that_lost_its_claim_stops_and_leaves_the_newer_attempt_alone(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stopped = asyncio.Event()
+    second_attempt_done = asyncio.Event()
+
+    async def stalls_then_loses(context: JobContext, job: Job) -> None:
+        if job.attempts == 2:
+            await jobs.save_progress(database, job.id, {"attempt": 2})
+            second_attempt_done.set()
+            return
+        try:
+            # The first runner stalls (as if paused) while its lease expires and another
+            # runner takes the job over: its heartbeat then finds the claim gone.
+            async with database.session() as session:
+                await session.execute(
+                    sa.update(Job).where(Job.id == job.id).values(run_after=utcnow())
+                )
+            await run_job(database, settings, job.id)
+            await asyncio.sleep(TIMEOUT)
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(jobs, "JOB_KINDS", jobs.JOB_KINDS | {"stalls"})
+    monkeypatch.setitem(registry.HANDLERS, "stalls", stalls_then_loses)
+    settings = make_settings(database, job_lease_seconds=0.3)
+    job = await enqueue(database, "stalls")
+
+    await asyncio.wait_for(run_job(database, settings, job.id), TIMEOUT)
+
+    assert stopped.is_set() and second_attempt_done.is_set()
+    finished = await load(database, job.id)
+    assert finished.status is JobStatus.SUCCEEDED
+    assert finished.attempts == 2
+    assert finished.progress == {"attempt": 2}
+    assert finished.last_error is None
+
+
 # --- embedded mode -------------------------------------------------------------------
 
 
@@ -382,8 +438,10 @@ async def test_job_whose_worker_died_is_resumed_from_its_saved_progress(
 ) -> None:
     job = await enqueue(database, RECORD)
     # A worker claimed it, saved some progress and died: its lease runs out.
-    assert await jobs.claim(database, job.id) is not None
-    await jobs.save_progress(database, job.id, {"done": 3}, lease=dt.timedelta(0))
+    claimed = await jobs.claim(database, job.id)
+    assert claimed is not None
+    await jobs.save_progress(database, job.id, {"done": 3})
+    assert await jobs.renew_lease(database, claimed, lease=dt.timedelta(0))
 
     dispatcher = await create_dispatcher(make_settings(database), database)
     await dispatcher.start()

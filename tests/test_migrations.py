@@ -4,6 +4,7 @@ down again, and tell whether a database is at the newest revision."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import os
 from collections.abc import AsyncIterator
@@ -146,3 +147,88 @@ async def test_is_at_head_is_false_on_an_empty_database_and_true_after_upgrade(
 
     await asyncio.to_thread(migrations.downgrade, empty_database_url, "base")
     assert await _is_at_head(empty_database_url) is False
+
+
+async def test_descriptions_written_before_0005_get_their_html_on_both_backends(
+    empty_database_url: str,
+) -> None:
+    """Rows with a description when 0005 runs get it rendered; one longer than the new
+    limit is shown as escaped preformatted text; no description, no HTML."""
+    await asyncio.to_thread(migrations.upgrade, empty_database_url, "0004")
+    card = "# Card\n\n**bold** <b>raw</b> [x](javascript:alert(1))\n"
+    legacy = "*" * 10_001 + "<script>"
+    now = dt.datetime.now(dt.UTC)
+    models = sa.table(
+        "models",
+        *(sa.column(name) for name in ("id", "project_id", "iid", "name", "display_name")),
+        *(sa.column(name) for name in ("description", "registered", "state")),
+        sa.column("last_version_number"),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        sa.column("updated_at", sa.DateTime(timezone=True)),
+    )
+    model_versions = sa.table(
+        "model_versions",
+        *(sa.column(name) for name in ("project_id", "model_id", "number", "version")),
+        *(sa.column(name) for name in ("description", "stage", "status", "state")),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        sa.column("updated_at", sa.DateTime(timezone=True)),
+    )
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as connection:
+            project_id = await connection.scalar(sa.text("SELECT id FROM projects"))
+            for iid, description in [(1, card), (2, legacy), (3, None)]:
+                model_id = await connection.scalar(
+                    models.insert()
+                    .values(
+                        project_id=project_id,
+                        iid=iid,
+                        name=f"model-{iid}",
+                        display_name=f"Model {iid}",
+                        description=description,
+                        registered=True,
+                        state="active",
+                        last_version_number=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(models.c.id)
+                )
+                await connection.execute(
+                    model_versions.insert().values(
+                        project_id=project_id,
+                        model_id=model_id,
+                        number=1,
+                        version="1.0.0",
+                        description=description,
+                        stage="None",
+                        status="READY",
+                        state="active",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+
+        await asyncio.to_thread(migrations.upgrade, empty_database_url)
+
+        async with engine.connect() as connection:
+            found = {}
+            for table in ("models", "model_versions"):
+                rows = await connection.execute(
+                    sa.text(f"SELECT description, description_html FROM {table} ORDER BY id")
+                )
+                found[table] = [tuple(row) for row in rows]
+    finally:
+        await engine.dispose()
+    card_html = (
+        "<h1>Card</h1>\n<p><strong>bold</strong> &lt;b&gt;raw&lt;/b&gt; "
+        "[x](javascript:alert(1))</p>\n"
+    )
+    expected = [
+        (card, card_html),
+        (legacy, f"<pre>{'*' * 10_001}&lt;script&gt;</pre>\n"),
+        (None, None),
+    ]
+    # The Default model (from 0002) has no description.
+    assert found["models"] == [(None, None), *expected]
+    assert found["model_versions"] == expected

@@ -50,7 +50,11 @@ def call(
     return httpx.request(
         method,
         f"{server.url}/api/2.0/mlflow/{path}",
-        headers={"Authorization": f"Bearer {server.admin_token}"},
+        headers={
+            "Authorization": f"Bearer {server.admin_token}",
+            # Raw bodies are malformed JSON, declared as JSON like the client's.
+            **({"Content-Type": "application/json"} if isinstance(body, str | bytes) else {}),
+        },
         params=params or None,
         content=body if isinstance(body, str | bytes) else None,
         json=None if isinstance(body, str | bytes) else body,

@@ -166,7 +166,10 @@ def test_http_errors_are_mlflow_json_with_its_statuses(server: LiveServer) -> No
     bad_json = httpx.post(
         f"{server.url}/api/2.0/mlflow/experiments/create",
         content=b"{not json",
-        headers={"Authorization": f"Bearer {server.admin_token}"},
+        headers={
+            "Authorization": f"Bearer {server.admin_token}",
+            "Content-Type": "application/json",
+        },
     )
     assert (bad_json.status_code, bad_json.json()["error_code"]) == (
         400,

@@ -70,7 +70,7 @@ async def test_readyz_is_200_with_database_ok_on_a_migrated_database(
         response = await client.get("/readyz")
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
 
 
 async def test_healthz_is_200_on_both_backends(database_url: str, tmp_path: Path) -> None:
@@ -89,7 +89,10 @@ async def test_readyz_is_503_with_database_unreachable_when_postgres_port_is_clo
         health = await client.get("/healthz")
 
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "checks": {"database": "unreachable"}}
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "unreachable", "storage": "ok"},
+    }
     # Liveness does not depend on the database: the process itself is fine.
     assert health.status_code == 200
 
@@ -115,7 +118,10 @@ async def test_readyz_turns_503_when_the_database_goes_away_while_serving(
 
     assert before.status_code == 200, before.text
     assert after.status_code == 503
-    assert after.json() == {"status": "unavailable", "checks": {"database": "unreachable"}}
+    assert after.json() == {
+        "status": "unavailable",
+        "checks": {"database": "unreachable", "storage": "ok"},
+    }
 
 
 async def test_readyz_is_503_with_redis_unreachable_when_redis_port_is_closed(
@@ -128,7 +134,7 @@ async def test_readyz_is_503_with_redis_unreachable_when_redis_port_is_closed(
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": "ok", "redis": "unreachable"},
+        "checks": {"database": "ok", "redis": "unreachable", "storage": "ok"},
     }
 
 
@@ -142,7 +148,10 @@ async def test_readyz_is_200_with_redis_ok_when_redis_answers(
         response = await client.get("/readyz")
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "redis": "ok", "storage": "ok"},
+    }
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -158,7 +167,7 @@ async def test_readyz_is_503_when_the_schema_falls_behind_head(
     assert after.status_code == 503
     assert after.json() == {
         "status": "unavailable",
-        "checks": {"database": "schema is behind; run `modelreg migrate`"},
+        "checks": {"database": "schema is behind; run `modelreg migrate`", "storage": "ok"},
     }
 
 

@@ -33,10 +33,10 @@ from app.models import (
     PackageType,
     Project,
 )
-from app.services import candidates, jobs, models, packages, projects, users
+from app.services import candidates, jobs, models, packages, users
 from app.services.actor import OPERATOR, Actor
 from app.settings import Settings
-from app.storage import ArtifactStore, create_artifact_store
+from app.storage import ArtifactStore
 from tests.clients import bearer, serving
 from workers.runner import run_job
 
@@ -57,23 +57,6 @@ def settings(database: Database, tmp_path: Path) -> Settings:
         job_retry_base_seconds=0.01,
         job_retry_max_seconds=0.05,
     )
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[ArtifactStore]:
-    artifacts = create_artifact_store(settings)
-    await artifacts.start()
-    try:
-        yield artifacts
-    finally:
-        await artifacts.close()
-
-
-@pytest.fixture
-async def default_project(database: Database) -> Project:
-    # A short read: a session held open for the test would block runners on SQLite.
-    async with database.session(read_only=True) as session:
-        return await projects.get_default_project(session)
 
 
 @dataclass(frozen=True)

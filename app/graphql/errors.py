@@ -10,11 +10,14 @@ VALIDATION_ERROR, NOT_FOUND, FORBIDDEN, UNAUTHENTICATED or CONFLICT and the argu
 ``extensions.field``; a document that does not parse or validate, GRAPHQL_VALIDATION_FAILED;
 one that asks too much, QUERY_TOO_COMPLEX (app/graphql/limits.py). Anything unexpected is
 logged with its traceback and reaches the client only as "Internal server error" with
-INTERNAL_SERVER_ERROR: never a stack trace or an exception's text.
+INTERNAL_SERVER_ERROR: never a stack trace or an exception's text. A database that cannot
+be reached answers SERVICE_UNAVAILABLE, with HTTP status 503 (app/database_outage.py). The
+client's mistakes are logged at info, in one line.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +30,7 @@ from strawberry.types.execution import ExecutionResult
 from strawberry.types.field import StrawberryField
 
 from app import errors
+from app.database_outage import CLIENT_MESSAGE, is_database_outage
 
 
 @strawberry.interface(description="A failure the caller can act on.")
@@ -114,6 +118,8 @@ _CODES: dict[type[errors.DomainError], str] = {
     errors.AlreadyExistsError: "CONFLICT",
 }
 INTERNAL = "INTERNAL_SERVER_ERROR"
+# The database is unreachable: the response's HTTP status is 503 (app/graphql/endpoint.py).
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 TOKEN_LIMIT_MESSAGE = "tokens. Parsing aborted"
 
 
@@ -125,6 +131,8 @@ def present(error: GraphQLError) -> GraphQLError:
         return _copy(error, original.message, {"code": code, "field": original.field})
     if isinstance(original, GlobalIDValueError):
         return _copy(error, f"Not a valid id: {original}", {"code": "VALIDATION_ERROR"})
+    if original is not None and is_database_outage(original):
+        return _copy(error, CLIENT_MESSAGE, {"code": SERVICE_UNAVAILABLE})
     if error.extensions and "code" in error.extensions:
         return error
     if original is None or error.path is None:
@@ -133,6 +141,15 @@ def present(error: GraphQLError) -> GraphQLError:
         kind = "QUERY_TOO_COMPLEX" if too_long else "GRAPHQL_VALIDATION_FAILED"
         return _copy(error, error.message, {"code": kind})
     return _copy(error, "Internal server error", {"code": INTERNAL})
+
+
+def answers_unavailable(response_data: object) -> bool:
+    """Whether a response's errors say the database is unreachable (it is then a 503)."""
+    entries = response_data.get("errors") if isinstance(response_data, dict) else None
+    return any(
+        (entry.get("extensions") or {}).get("code") == SERVICE_UNAVAILABLE
+        for entry in entries or ()
+    )
 
 
 def _copy(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
@@ -144,6 +161,22 @@ def _copy(error: GraphQLError, message: str, extensions: dict[str, Any]) -> Grap
         path=error.path,
         extensions=extensions,
     )
+
+
+# The codes of the client's own mistakes: worth a line at info, not an alarm.
+_CLIENT_MISTAKES = frozenset({*_CODES.values(), "GRAPHQL_VALIDATION_FAILED", "QUERY_TOO_COMPLEX"})
+logger = logging.getLogger("strawberry.execution")
+
+
+def log(error: GraphQLError) -> None:
+    """Log an error as it is, before it is presented: the client's mistakes (a document
+    that does not parse, validate or fit the limits; a domain error) at info without a
+    traceback; anything else at error, with its traceback."""
+    code = (present(error).extensions or {}).get("code")
+    if code in _CLIENT_MISTAKES:
+        logger.info("%s (%s)", error.message, code)
+    else:
+        logger.error(error, exc_info=error.original_error)
 
 
 class ErrorPresentation(SchemaExtension):

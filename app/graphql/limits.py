@@ -2,10 +2,20 @@
 
 * at most `MAX_TOKENS` tokens (the parser stops reading past them);
 * fields nested at most `MAX_DEPTH` deep, and at most `MAX_ALIASES` aliases;
+* at most `MAX_FIELDS` field selections;
 * at most `MAX_NODES` nodes: each connection field costs the page size it asks for
   (`first` or `last`, else the default page), times the pages of the connections it sits
   in, summed over the document. `first: 100` inside `first: 100` is 10,100 nodes and
   fine; `first: 1000` inside `first: 1000` is a million, and refused.
+
+Everything is counted on the document with its fragments expanded: a fragment spread
+twice counts twice, so fragments that each spread the next one twice cost what their
+2^n expansion would. Each fragment is costed once, though, and its cost reused at every
+spread, so the check takes time linear in the document's size whatever it expands to.
+That works because a fragment's cost does not depend on where it is spread: its type
+condition fixes the fields it selects, its depth adds to the depth of the spread, and its
+nodes scale with the pages around the spread (a connection costs its page size times
+those pages, so every node count is linear in them: `pages * cost at one page`).
 
 Every refusal is one error with ``extensions.code`` QUERY_TOO_COMPLEX.
 """
@@ -13,9 +23,11 @@ Every refusal is one error with ``extensions.code`` QUERY_TOO_COMPLEX.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -35,16 +47,61 @@ from app.graphql.connections import DEFAULT_PAGE_SIZE
 MAX_TOKENS = 2000
 MAX_DEPTH = 12
 MAX_ALIASES = 30
+MAX_FIELDS = 10_000
 MAX_NODES = 50_000
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
 
-class QueryTooComplex(Exception):
-    pass
+def _capped(count: int, limit: int) -> int:
+    # One past the limit already decides the answer; capping keeps a 2^n fan-out's
+    # counts small numbers instead of huge integers.
+    return min(count, limit + 1)
 
 
-class _Walk:
-    """One pass over the operation, fragments expanded, counting depth, aliases, nodes."""
+@dataclass(frozen=True)
+class Cost:
+    """What a selection set asks for: the levels of fields it nests, its aliases and
+    field selections, and the connection nodes it reads within one page of its parent
+    (within `pages` pages it reads `pages * nodes`)."""
+
+    depth: int = 0
+    aliases: int = 0
+    fields: int = 0
+    nodes: int = 0
+
+    def beside(self, other: Cost) -> Cost:
+        """The cost of two selections side by side in one selection set."""
+        return Cost(
+            depth=max(self.depth, other.depth),
+            aliases=_capped(self.aliases + other.aliases, MAX_ALIASES),
+            fields=_capped(self.fields + other.fields, MAX_FIELDS),
+            nodes=_capped(self.nodes + other.nodes, MAX_NODES),
+        )
+
+    def refusal(self) -> str | None:
+        """Why a document of this cost is refused, if it is."""
+        if self.depth > MAX_DEPTH:
+            return f"Fields are nested more than {MAX_DEPTH} deep"
+        if self.aliases > MAX_ALIASES:
+            return f"The document uses more than {MAX_ALIASES} aliases"
+        if self.nodes > MAX_NODES:
+            return (
+                f"The document asks for more than {MAX_NODES:,} nodes across its "
+                "connections; ask for smaller pages, or fewer nested connections"
+            )
+        if self.fields > MAX_FIELDS:
+            return (
+                f"The document selects more than {MAX_FIELDS:,} fields once its fragments "
+                "are expanded; spread fewer fragments"
+            )
+        return None
+
+
+FREE = Cost()
+
+
+class Costing:
+    """The cost of a document's selection sets, each fragment costed once."""
 
     def __init__(
         self,
@@ -54,71 +111,84 @@ class _Walk:
     ) -> None:
         self.schema = schema
         self.fragments = fragments
-        self.variables = variables
-        self.aliases = 0
-        self.nodes = 0
+        self.variables = dict(variables)
+        self.costed: dict[str, Cost] = {}
+        self.costing: set[str] = set()
 
-    def selections(
-        self,
-        selection_set: SelectionSetNode,
-        parent: GraphQLNamedType | None,
-        depth: int,
-        pages: int,
-        seen: frozenset[str],
-    ) -> None:
+    def selections(self, selection_set: SelectionSetNode, parent: GraphQLNamedType | None) -> Cost:
+        total = FREE
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                self.field(selection, parent, depth, pages, seen)
+                total = total.beside(self.field(selection, parent))
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 named = self.schema.get_type(condition.name.value) if condition else parent
-                self.selections(selection.selection_set, named, depth, pages, seen)
+                total = total.beside(self.selections(selection.selection_set, named))
             elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is None or name in seen:
-                    continue  # validation reports unknown and cyclic fragments
-                named = self.schema.get_type(fragment.type_condition.name.value)
-                self.selections(fragment.selection_set, named, depth, pages, seen | {name})
+                total = total.beside(self.fragment(selection.name.value))
+        return total
 
-    def field(
-        self,
-        node: FieldNode,
-        parent: GraphQLNamedType | None,
-        depth: int,
-        pages: int,
-        seen: frozenset[str],
-    ) -> None:
-        if node.alias is not None:
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise QueryTooComplex(f"The document uses more than {MAX_ALIASES} aliases")
-        if depth > MAX_DEPTH:
-            raise QueryTooComplex(f"Fields are nested more than {MAX_DEPTH} deep")
+    def fragment(self, name: str) -> Cost:
+        known = self.costed.get(name)
+        if known is not None:
+            return known
+        fragment = self.fragments.get(name)
+        if fragment is None or name in self.costing:
+            # Validation refuses unknown and cyclic fragments; until then they cost nothing.
+            return FREE
+        self.costing.add(name)
+        named = self.schema.get_type(fragment.type_condition.name.value)
+        cost = self.selections(fragment.selection_set, named)
+        self.costing.discard(name)
+        self.costed[name] = cost
+        return cost
+
+    def field(self, node: FieldNode, parent: GraphQLNamedType | None) -> Cost:
+        own = Cost(depth=1, aliases=0 if node.alias is None else 1, fields=1)
         fields = getattr(parent, "fields", None) or {}
         definition = fields.get(node.name.value)
         if definition is None:
-            return  # __typename, or a field validation will report
-        if "first" in definition.args:
-            pages *= self.page_size(node)
-            self.nodes += pages
-            if self.nodes > MAX_NODES:
-                raise QueryTooComplex(
-                    f"The document asks for more than {MAX_NODES:,} nodes across its "
-                    "connections; ask for smaller pages, or fewer nested connections"
-                )
+            return own  # __typename, or a field validation will report
+        inner = FREE
         if node.selection_set is not None:
-            named = get_named_type(definition.type)
-            self.selections(node.selection_set, named, depth + 1, pages, seen)
+            inner = self.selections(node.selection_set, get_named_type(definition.type))
+        nodes = inner.nodes
+        if "first" in definition.args:
+            # The page itself, and what each of its nodes asks for.
+            nodes = self.page_size(node) * (1 + inner.nodes)
+        return Cost(
+            depth=1 + inner.depth,
+            aliases=_capped(own.aliases + inner.aliases, MAX_ALIASES),
+            fields=_capped(own.fields + inner.fields, MAX_FIELDS),
+            nodes=_capped(nodes, MAX_NODES),
+        )
 
     def page_size(self, node: FieldNode) -> int:
         asked = [
-            value_from_ast_untyped(argument.value, dict(self.variables))
+            value_from_ast_untyped(argument.value, self.variables)
             for argument in node.arguments or ()
             if argument.name.value in ("first", "last")
         ]
         sizes = [value for value in asked if isinstance(value, int) and value >= 0]
-        return max(sizes) if sizes else DEFAULT_PAGE_SIZE
+        return _capped(max(sizes), MAX_NODES) if sizes else DEFAULT_PAGE_SIZE
+
+
+def document_cost(
+    schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any]
+) -> Cost:
+    """The cost of every operation of a parsed document, together."""
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    costing = Costing(schema, fragments, variables)
+    total = FREE
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            root = schema.get_root_type(definition.operation)
+            total = total.beside(costing.selections(definition.selection_set, root))
+    return total
 
 
 class QueryLimits(SchemaExtension):
@@ -130,19 +200,10 @@ class QueryLimits(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and not context.pre_execution_errors:
-            fragments = {
-                definition.name.value: definition
-                for definition in document.definitions
-                if isinstance(definition, FragmentDefinitionNode)
-            }
-            walk = _Walk(context.schema._schema, fragments, context.variables or {})
-            try:
-                for definition in document.definitions:
-                    if isinstance(definition, OperationDefinitionNode):
-                        root = context.schema._schema.get_root_type(definition.operation)
-                        walk.selections(definition.selection_set, root, 1, 1, frozenset())
-            except QueryTooComplex as refusal:
+            cost = document_cost(context.schema._schema, document, context.variables or {})
+            refusal = cost.refusal()
+            if refusal is not None:
                 context.pre_execution_errors = [
-                    GraphQLError(str(refusal), extensions={"code": TOO_COMPLEX})
+                    GraphQLError(refusal, extensions={"code": TOO_COMPLEX})
                 ]
         yield

@@ -1,9 +1,13 @@
 """Global ids and who may see what they name.
 
-A global id is Relay's: base64 of ``<Type>:<row id>``. Looking one up answers null for a
-missing row and for a row in a project the caller may not read, alike; changing one
-answers NotFoundError for both, and PermissionError when the caller may read but not do
-the change."""
+A global id is Relay's: base64 of ``<Type>:<row id>``, the row id a decimal number within
+the signed 64-bit range of the id columns. An id that does not hold one (another type's,
+letters, a number beyond 64 bits) is a VALIDATION_ERROR whatever the data holds.
+
+Looking one up answers null for a missing row and for a row in a project the caller may
+not read, alike; changing one answers NotFoundError for both, for every caller (signed
+in or not, so an id tells nobody whether a hidden object exists), and PermissionError
+only when the caller may read the object but not make the change."""
 
 from __future__ import annotations
 
@@ -15,12 +19,13 @@ from strawberry import relay
 from strawberry.dataloader import DataLoader
 
 from app.db import Base
-from app.errors import InvalidValueError, NotFoundError, UnauthenticatedError
+from app.errors import InvalidValueError, NotFoundError
 from app.graphql.context import Info
 from app.models import LifecycleState, Project
 from app.services import policy
 from app.services.actor import Actor
 from app.services.policy import Action
+from app.services.validation import INT64_MAX
 
 
 class Owned(Protocol):
@@ -33,19 +38,32 @@ R = TypeVar("R", bound=Base)
 N = TypeVar("N")
 
 
+def _row_id(node_id: str) -> int | None:
+    """The row id a global id's node id holds, if it holds one."""
+    # Longer than any 64-bit number: refused before int() parses a huge string.
+    if not (node_id.isascii() and node_id.isdecimal()) or len(node_id) > len(str(INT64_MAX)):
+        return None
+    number = int(node_id)
+    return number if number <= INT64_MAX else None
+
+
 def row_ids(node_ids: Sequence[str]) -> list[int]:
     """Row ids of the node ids strawberry decoded from global ids."""
+    found: list[int] = []
     for value in node_ids:
-        if not value.isdecimal():
+        number = _row_id(value)
+        if number is None:
             raise InvalidValueError(f"'{value}' in a global id is not an object id", field="id")
-    return [int(value) for value in node_ids]
+        found.append(number)
+    return found
 
 
 def row_id(id: relay.GlobalID, type_name: str, *, field: str = "id") -> int:
     """The row id of a global id that must name a `type_name`."""
-    if id.type_name != type_name or not id.node_id.isdecimal():
+    number = _row_id(id.node_id)
+    if id.type_name != type_name or number is None:
         raise InvalidValueError(f"'{id}' is not the id of a {type_name}", field=field)
-    return int(id.node_id)
+    return number
 
 
 async def visible(info: Info, rows: Sequence[OwnedRow | None]) -> list[OwnedRow | None]:
@@ -85,8 +103,7 @@ async def for_change(
     project = await session.get_one(Project, row.project_id)
     role = await policy.role_in(session, actor, project)
     if not policy.may_read(actor, project, role):
-        if actor is None:
-            raise UnauthenticatedError("authentication is required")
+        # The answer for a missing row: an anonymous caller included.
         raise NotFoundError(f"{type_name} '{id}' does not exist", field=field)
     policy.check(actor, project, role, action)
     found: R = row

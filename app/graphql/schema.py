@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
-from app.graphql.errors import EXCEPTION_HANDLERS, ErrorPresentation
+from app.graphql.errors import EXCEPTION_HANDLERS, ErrorPresentation, log
 from app.graphql.limits import QueryLimits
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.types.common import SCALARS
 
-schema = strawberry.Schema(
+
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            log(error)
+
+
+schema = Schema(
     query=Query,
     mutation=Mutation,
     exception_handlers=EXCEPTION_HANDLERS,

@@ -15,7 +15,9 @@ proxy path                                       package
 Anything else is RESOURCE_DOES_NOT_EXIST; a path that could escape its directory (``..``,
 ``.``, empty segments, an absolute path, a backslash, NUL or another control character) is
 INVALID_PARAMETER_VALUE. Uploads stream into the artifact store and are recorded once
-stored; downloads stream back, honouring a single byte ``Range``.
+stored, within ``MODELREG_MAX_UPLOAD_SIZE`` (413 past it, nothing stored) and answering
+TEMPORARILY_UNAVAILABLE (503) when the store itself fails (`app.http_bodies.store_upload`);
+downloads stream back, honouring a single byte ``Range``.
 
 Multipart uploads (``mpu/create|complete|abort``) are MLflow's way of letting clients send
 parts straight to cloud storage with presigned URLs; this server does not hand out such
@@ -41,6 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.errors import DomainError, InvalidValueError, NotFoundError
 from app.http_auth import actor_from_request
+from app.http_bodies import store_upload, upload_size
 from app.mlflow import protocol
 from app.mlflow.call import Call, Endpoint, MissingParameterError
 from app.mlflow.experiments import find_experiment
@@ -234,20 +237,13 @@ async def _call(request: Request) -> Call:
 async def upload(request: Request) -> Response:
     """PUT: the request body, streamed into the store, becomes the file at the path."""
     location, path = file_location(request.path_params["path"])
+    upload_size(request)
     call = await _call(request)
     async with call.database.session(read_only=True) as session:
         owner = await find_owner(session, call, location, Action.WRITE)
-    content_length = request.headers.get("content-length")
-    size_hint = int(content_length) if content_length and content_length.isdigit() else None
     try:
-        await packages.store_file(
-            call.database,
-            get_runtime(request).artifacts,
-            project_id=owner.project_id,
-            package_of=package_resolver(owner),
-            path=path,
-            body=request.stream(),
-            size_hint=size_hint,
+        await store_upload(
+            request, project_id=owner.project_id, package_of=package_resolver(owner), path=path
         )
     except ClientDisconnect:
         # Nothing was stored; nobody is left to read an answer.

@@ -1,5 +1,11 @@
 """One MLflow API call: the caller, the project of the tracking URI, and typed access to
-the request's parameters (query string for GET, JSON body otherwise)."""
+the request's parameters (query string for GET, JSON body otherwise).
+
+A body is read as `app.http_bodies` reads every body: declared ``application/json`` (a POST
+always), within the endpoint's size limit and the read deadline, nested at most 64 levels,
+with no NUL or lone surrogate in any string. Integers are signed 64-bit, the range every
+database column of ours holds.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
+from app import http_bodies
 from app.db import Database
 from app.errors import InvalidValueError
 from app.models import LifecycleState, Project
-from app.services import projects
+from app.services import projects, validation
 from app.services.actor import Actor
 from app.services.policy import Action
 from app.services.projects import DEFAULT_PROJECT_PATH
@@ -43,8 +50,9 @@ class Call:
     actor: Actor | None
     params: dict[str, Any]
 
-    @classmethod
-    async def read(cls, request: Request, database: Database, actor: Actor | None) -> Call:
+    @staticmethod
+    async def read_params(request: Request, *, body_limit: int) -> dict[str, Any]:
+        """The query string of a GET, the JSON object of the body otherwise."""
         if request.method == "GET":
             params: dict[str, Any] = {}
             for key, value in request.query_params.multi_items():
@@ -55,17 +63,14 @@ class Call:
                     )
                 else:
                     params[key] = value
-        else:
-            body = await request.body()
-            try:
-                parsed = json.loads(body) if body.strip() else {}
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidValueError("The request body is not valid JSON") from None
-            if not isinstance(parsed, dict):
-                raise InvalidValueError("The request body must be a JSON object")
-            params = parsed
-        _refuse_nul(params, "")
-        return cls(request=request, database=database, actor=actor, params=params)
+            http_bodies.refuse_unstorable(params)
+            return params
+        http_bodies.require_json(request)
+        body = await http_bodies.read_body(request, limit=body_limit)
+        parsed = http_bodies.parse_json(body) if body.strip() else {}
+        if not isinstance(parsed, dict):
+            raise InvalidValueError("The request body must be a JSON object")
+        return parsed
 
     @property
     def project_path(self) -> str:
@@ -115,19 +120,7 @@ class Call:
             if required:
                 raise MissingParameterError(name)
             return default
-        if isinstance(value, bool):
-            value = "bad"
-        try:
-            number = int(value)
-            if not -(2**63) <= number < 2**63:
-                raise ValueError("out of the 64-bit range")
-            return number
-        except (TypeError, ValueError):
-            raise InvalidValueError(
-                f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: "
-                "expected an integer",
-                field=name,
-            ) from None
+        return validation.int64(value, field=name)
 
     def number(self, name: str, *, required: bool = False) -> float | None:
         """A double as MLflow sends it: a JSON number, or "NaN"/"Infinity"/"-Infinity"."""
@@ -193,23 +186,6 @@ class Call:
                 raise MissingParameterError(f"{name}.key")
             pairs.append((key, value_string(f"{name}.value", value)))
         return pairs
-
-
-def _refuse_nul(value: Any, name: str) -> None:
-    """No database stores a NUL character in text; a parameter holding one is bad input."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidValueError(
-                f"Invalid value for parameter '{name}': it contains a NUL character",
-                field=name,
-            )
-    elif isinstance(value, list):
-        for item in value:
-            _refuse_nul(item, name)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_nul(key, name)
-            _refuse_nul(item, f"{name}.{key}" if name else str(key))
 
 
 def value_string(name: str, value: Any) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import http_bodies
 from app.errors import InvalidValueError
 from app.mlflow import protocol
 from app.mlflow.artifacts import checked_path, directory_listing
@@ -223,7 +224,14 @@ async def _render_one(session: AsyncSession, row: LoggedModel) -> dict[str, Any]
 
 
 def _model_id(call: Call) -> str:
-    return str(call.request.path_params["model_id"])
+    return _path_parameter(call, "model_id")
+
+
+def _path_parameter(call: Call, name: str) -> str:
+    """A parameter of the path; one that no database stores (NUL) is bad input."""
+    value = str(call.request.path_params[name])
+    http_bodies.refuse_unstorable({name: value})
+    return value
 
 
 def _status(call: Call) -> str:
@@ -316,7 +324,7 @@ async def set_tags(call: Call) -> dict[str, Any]:
 
 
 async def delete_tag(call: Call) -> dict[str, Any]:
-    key = str(call.request.path_params["tag_key"])
+    key = _path_parameter(call, "tag_key")
     async with call.database.session() as session:
         project = await call.project(session, Action.WRITE)
         logged_model = await logged_models.get_logged_model(

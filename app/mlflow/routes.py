@@ -1,6 +1,12 @@
 """The MLflow REST surface: MLflow's paths under the root (the `default` project) and
 under /projects/<project>/mlflow, each under /api and /ajax-api, answering in MLflow's
-JSON and error conventions."""
+JSON and error conventions.
+
+JSON bodies are at most 1 MiB (MLflow documents 1 MB), 4 MiB for the batch endpoints
+(log-batch, log-inputs), whose largest valid batch is ~1.9 MB of text. Refused bodies answer
+413 (too large), 408 (too slow) and 415 (not ``application/json``) with MLflow's error JSON
+(`app.http_bodies`).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 import app
-from app import errors
+from app import database_outage, errors, http_bodies
 from app.http_auth import WWW_AUTHENTICATE, actor_from_request
+from app.http_bodies import BATCH_BODY_LIMIT, JSON_BODY_LIMIT
 from app.mlflow import artifacts, experiments, logged_models, registry, runs
 from app.mlflow.call import Call, Endpoint, Handler
 from app.runtime import get_runtime
@@ -29,7 +36,15 @@ ERROR_CODES: dict[type[errors.DomainError], tuple[str, int]] = {
     errors.InvalidValueError: ("INVALID_PARAMETER_VALUE", 400),
     errors.ForbiddenError: ("PERMISSION_DENIED", 403),
     errors.UnauthenticatedError: ("UNAUTHENTICATED", 401),
+    # As MLflow refuses an oversized batch or a body that is not JSON, with the HTTP status.
+    http_bodies.BodyTooLargeError: ("INVALID_PARAMETER_VALUE", 413),
+    http_bodies.UnsupportedMediaTypeError: ("INVALID_PARAMETER_VALUE", 415),
+    http_bodies.BodyTimeoutError: ("BAD_REQUEST", 408),
+    http_bodies.IncompleteBodyError: ("BAD_REQUEST", 400),
+    http_bodies.StorageUnavailableError: ("TEMPORARILY_UNAVAILABLE", 503),
 }
+
+BATCH_PATHS = {"/mlflow/runs/log-batch", "/mlflow/runs/log-inputs"}
 
 # Every handler module lists its (method, path under /api/2.0 and /ajax-api/2.0, handler).
 ENDPOINTS: list[Endpoint] = [
@@ -46,6 +61,11 @@ def error_response(code: str, message: str, status: int) -> JSONResponse:
     return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
 
 
+def unavailable_response() -> JSONResponse:
+    """The database is unreachable: MLflow's client retries a 503."""
+    return error_response("TEMPORARILY_UNAVAILABLE", database_outage.CLIENT_MESSAGE, 503)
+
+
 def domain_error_response(error: errors.DomainError) -> JSONResponse:
     for error_type, (code, status) in ERROR_CODES.items():
         if isinstance(error, error_type):
@@ -58,12 +78,14 @@ class MlflowJSONResponse(JSONResponse):
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(handler: Handler, *, body_limit: int) -> Callable[[Request], Awaitable[Response]]:
     async def respond(request: Request) -> Response:
         database = get_runtime(request).database
         try:
+            # The body is bounded and read before any work is done for the caller.
+            params = await Call.read_params(request, body_limit=body_limit)
             actor = await actor_from_request(request, database)
-            call = await Call.read(request, database, actor)
+            call = Call(request=request, database=database, actor=actor, params=params)
             return MlflowJSONResponse(await handler(call))
         except errors.DomainError as error:
             return domain_error_response(error)
@@ -100,7 +122,14 @@ async def server_info(request: Request) -> Response:
 
 def _surface_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
-        Route(f"{prefix}/2.0{path}", endpoint(handler), methods=[method])
+        Route(
+            f"{prefix}/2.0{path}",
+            endpoint(
+                handler,
+                body_limit=BATCH_BODY_LIMIT if path in BATCH_PATHS else JSON_BODY_LIMIT,
+            ),
+            methods=[method],
+        )
         for method, path, handler in ENDPOINTS
         for prefix in ("/api", "/ajax-api")
     ]

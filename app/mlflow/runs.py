@@ -27,7 +27,7 @@ from app.models import (
     Model,
     Project,
 )
-from app.services import candidates, key_values, users
+from app.services import candidates, key_values, users, validation
 from app.services import search as search_language
 from app.services.candidates import MetricPoint
 from app.services.policy import Action
@@ -35,7 +35,6 @@ from app.services.policy import Action
 RUN_NAME_TAG = "mlflow.runName"
 HISTORY_PAGE_DEFAULT = 25_000
 HISTORY_PAGE_MAX = 100_000
-BULK_INTERVAL_MAX_RESULTS = 2500
 
 
 async def find_run(
@@ -195,17 +194,12 @@ def _metric(entry: dict[str, Any], label: str = "metrics") -> MetricPoint:
     timestamp, step = entry.get("timestamp"), entry.get("step", 0)
     if timestamp is None:
         raise MissingParameterError(f"{label}.timestamp" if label else "timestamp")
-    try:
-        return MetricPoint(
-            name=key,
-            value=parse_double("value", entry["value"]),
-            timestamp=int(timestamp),
-            step=int(step or 0),
-        )
-    except (TypeError, ValueError):
-        raise InvalidValueError(
-            f"Invalid metric '{key}': timestamp and step must be integers", field=label
-        ) from None
+    return MetricPoint(
+        name=key,
+        value=parse_double("value", entry["value"]),
+        timestamp=validation.int64(timestamp, field=f"{label}.timestamp" if label else "timestamp"),
+        step=validation.int64(step or 0, field=f"{label}.step" if label else "step"),
+    )
 
 
 async def _log(
@@ -326,42 +320,25 @@ async def metric_history_bulk_interval(call: Call) -> dict[str, Any]:
     run_ids = call.strings("run_ids")
     if not run_ids:
         raise MissingParameterError("run_ids")
-    if len(run_ids) > 100:
-        raise InvalidValueError("GetMetricHistoryBulkInterval accepts at most 100 runs")
     key = call.required("metric_key")
-    start_step = call.integer("start_step")
-    end_step = call.integer("end_step")
-    if (start_step is None) != (end_step is None):
-        raise InvalidValueError("start_step and end_step go together")
-    if start_step is not None and end_step is not None and start_step > end_step:
-        raise InvalidValueError("end_step must be at least start_step")
-    max_results = call.integer("max_results", default=BULK_INTERVAL_MAX_RESULTS) or 0
-    if not 0 < max_results <= BULK_INTERVAL_MAX_RESULTS:
-        raise InvalidValueError(f"max_results must be between 1 and {BULK_INTERVAL_MAX_RESULTS}")
-    metrics: list[dict[str, Any]] = []
     async with call.database.session(read_only=True) as session:
         project = await call.project(session, Action.READ)
-        for run_id in run_ids:
-            candidate = await find_run(session, project, run_id)
-            points = await candidates.get_metric_history(
-                session, candidate=candidate, name=key, start_step=start_step, end_step=end_step
-            )
-            for point in _sample(points, max_results):
-                metrics.append({**protocol.metric(point), "run_id": run_id})
-    return {"metrics": metrics}
-
-
-def _sample(points: list[MetricPoint], max_results: int) -> list[MetricPoint]:
-    """Evenly spaced steps, always keeping the first and the last (MLflow's sampling)."""
-    steps = sorted({point.step for point in points})
-    if len(steps) > max_results:
-        if max_results == 1:
-            kept = {steps[0]}
-        else:
-            stride = (len(steps) - 1) / (max_results - 1)
-            kept = {steps[round(index * stride)] for index in range(max_results)}
-        points = [point for point in points if point.step in kept]
-    return points
+        sampled = await candidates.sample_metric_history(
+            session,
+            project=project,
+            eids=run_ids,
+            name=key,
+            max_points=call.integer("max_results", default=candidates.MAX_SAMPLED_POINTS) or 0,
+            start_step=call.integer("start_step"),
+            end_step=call.integer("end_step"),
+        )
+    return {
+        "metrics": [
+            {**protocol.metric(point), "run_id": run_id}
+            for run_id, points in sampled
+            for point in points
+        ]
+    }
 
 
 async def search(call: Call) -> dict[str, Any]:

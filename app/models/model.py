@@ -28,6 +28,8 @@ class Model(Base):
     name: Mapped[str] = mapped_column(sa.String(255))
     display_name: Mapped[str] = mapped_column(sa.String(255))
     description: Mapped[str | None] = mapped_column(sa.Text)
+    # Rendered once when the description is written (app/services/descriptions.py).
+    description_html: Mapped[str | None] = mapped_column(sa.Text)
     # Visible to the registry API once created there or given a version.
     registered: Mapped[bool] = mapped_column(default=False)
     state: Mapped[LifecycleState] = mapped_column(

@@ -30,6 +30,8 @@ class ModelVersion(Base):
     # Semantic version, "<number>.0.0" unless chosen.
     version: Mapped[str] = mapped_column(sa.String(255))
     description: Mapped[str | None] = mapped_column(sa.Text)
+    # Rendered once when the description is written (app/services/descriptions.py).
+    description_html: Mapped[str | None] = mapped_column(sa.Text)
     stage: Mapped[VersionStage] = mapped_column(
         string_enum(VersionStage), default=VersionStage.NONE
     )

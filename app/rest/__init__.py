@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
+from app import database_outage
 from app.errors import (
     AlreadyExistsError,
     DomainError,
@@ -54,6 +55,13 @@ def error_response(error: DomainError) -> Response:
         headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     return JSONResponse(
         {"message": error.message, "error": error.code}, status_code=status, headers=headers
+    )
+
+
+def unavailable_response() -> Response:
+    """The database is unreachable: 503 ``service_unavailable``."""
+    return error_response(
+        RestError(database_outage.CLIENT_MESSAGE, status=503, code="service_unavailable")
     )
 
 

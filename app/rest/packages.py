@@ -21,10 +21,11 @@ HTTP Basic). Reads need the project's read access, uploads developer access.
 Uploads: ``PUT`` with the raw bytes as body. ``X-Checksum-SHA256: <64 hex digits>``, if
 sent, is the sha256 the client expects. A body over the server's ``max_upload_size``
 answers 413 (from ``Content-Length`` before anything is read, or once the streamed body
-grows past it; nothing is stored). A stored upload answers 201 with the file's path, size
-and sha256 as measured, and the package's status: ``processing`` until a background job
-has verified the stored bytes (and read an ``MLmodel`` file's flavors and signature into
-the owner's metadata), then ``default``, or ``error`` when a check failed.
+grows past it; nothing is stored), one that stalls 408 (`app.http_bodies`). A stored
+upload answers 201 with the file's path, size and sha256 as measured, and the package's
+status: ``processing`` until a background job has verified the stored bytes (and read an
+``MLmodel`` file's flavors and signature into the owner's metadata), then ``default``, or
+``error`` when a check failed.
 
 Downloads stream the file with ``Content-Length``, an ``ETag`` of its sha256 and a single
 byte ``Range`` (206; 416 outside the file). ``X-Package-Status`` tells whether the package
@@ -36,8 +37,12 @@ repairs the package.
 Errors are JSON ``{"message": ..., "error": <code>}``: 400 ``invalid_value`` (a bad path,
 name, reference or checksum), 401 ``unauthenticated`` (no or bad credentials where they are
 needed), 403 ``forbidden`` (a role or token scope too weak), 404 ``not_found`` (no such
-project, owner or file; also a project the caller may not read), 409 ``package_error``,
-413 ``payload_too_large``, 416 ``range_not_satisfiable``.
+project, owner or file; also a project the caller may not read), 408 ``request_timeout``,
+409 ``package_error``, 413 ``payload_too_large``, 416 ``range_not_satisfiable``, and 503
+``storage_unavailable`` when the artifact store fails to take an upload.
+
+Download URLs (`file_url`) start with the configured external URL, never the ``Host`` the
+client sent (`app.external_urls`).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import mimetypes
 import posixpath
 import re
 import urllib.parse
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,7 +62,9 @@ from starlette.routing import BaseRoute, Route
 
 from app.db import Database
 from app.errors import InvalidValueError, NotFoundError
+from app.external_urls import external_base
 from app.http_auth import actor_from_request
+from app.http_bodies import RequestRefusedError, store_upload, upload_size
 from app.mlflow.artifacts import ObjectResponse, attachment_disposition, parse_byte_range
 from app.models import (
     Candidate,
@@ -82,19 +89,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 Owner = ModelVersion | Candidate
-
-
-class UploadTooLargeError(RestError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"The upload is larger than the server's limit of {limit} bytes",
-            status=413,
-            code="payload_too_large",
-        )
-
-
-class _BodyTooLarge(Exception):
-    """Raised inside the body stream: the store discards what it had written."""
 
 
 # --- Resolving what a request addresses ----------------------------------------------------
@@ -229,27 +223,6 @@ def _expected_checksum(request: Request) -> str | None:
     return value.lower()
 
 
-def _content_length(request: Request, limit: int) -> int | None:
-    header = request.headers.get("content-length")
-    if header is None:
-        return None
-    if not header.strip().isdigit():
-        raise InvalidValueError("Content-Length is not a number", field="Content-Length")
-    length = int(header)
-    if length > limit:
-        raise UploadTooLargeError(limit)
-    return length
-
-
-async def _limited(body: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
-    received = 0
-    async for chunk in body:
-        received += len(chunk)
-        if received > limit:
-            raise _BodyTooLarge
-        yield chunk
-
-
 def _verification_hook(
     path: str, expected: str | None
 ) -> Callable[[AsyncSession, Package, StoredObject], Awaitable[None]]:
@@ -286,27 +259,19 @@ async def _store(
     path: str,
     package_of: Callable[[AsyncSession], Awaitable[Package]],
 ) -> Response:
-    runtime = get_runtime(request)
-    limit = runtime.settings.max_upload_size
-    size_hint = _content_length(request, limit)
     expected = _expected_checksum(request)
     try:
-        stored = await packages.store_file(
-            runtime.database,
-            runtime.artifacts,
+        stored = await store_upload(
+            request,
             project_id=project.id,
             package_of=package_of,
             path=path,
-            body=_limited(request.stream(), limit),
-            size_hint=size_hint,
             on_recorded=_verification_hook(path, expected),
         )
-    except _BodyTooLarge:
-        raise UploadTooLargeError(limit) from None
     except ClientDisconnect:
         # Nothing was stored; nobody is left to read an answer.
         return Response(status_code=400)
-    status = await _status_after_upload(runtime.database, package_of)
+    status = await _status_after_upload(get_runtime(request).database, package_of)
     return JSONResponse(
         {
             "path": path,
@@ -326,8 +291,23 @@ async def _status_after_upload(
         return package.status.value
 
 
+def _refusals_in_rest_terms(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The upload handler, answering refused bodies (413, 408, 503) with their status."""
+
+    async def respond(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except RequestRefusedError as error:
+            raise RestError(error.message, status=error.status, code=error.code) from None
+
+    return respond
+
+
 async def upload_ml_model_file(request: Request) -> Response:
     path = _path(request)
+    upload_size(request)
     async with get_runtime(request).database.session(read_only=True) as session:
         project = await _project(request, session, Action.WRITE)
         owner = await _owner(session, project, request.path_params["ref"])
@@ -338,6 +318,7 @@ async def upload_generic_file(request: Request) -> Response:
     name = _name(request.path_params["name"], "name")
     version = _name(request.path_params["version"], "version")
     path = _path(request)
+    upload_size(request)
     async with get_runtime(request).database.session(read_only=True) as session:
         project = await _project(request, session, Action.WRITE)
     return await _store(request, project, path, _generic_resolver(project, name, version))
@@ -430,11 +411,12 @@ async def list_ml_model_files(request: Request) -> Response:
     return JSONResponse(body)
 
 
-def file_url(base_url: str, project: str, ref: str, path: str) -> str:
+def file_url(request: Request, project: str, ref: str, path: str) -> str:
     """Where a package file downloads from: `ref` is a version id or ``candidate:<iid>``."""
+    base = external_base(request, get_runtime(request).settings)
     location = BASE.format(project=urllib.parse.quote(project, safe=""))
     quoted = urllib.parse.quote(path)
-    return f"{base_url.rstrip('/')}{location}/ml_models/{ref}/files/{quoted}"
+    return f"{base}{location}/ml_models/{ref}/files/{quoted}"
 
 
 def routes() -> list[BaseRoute]:
@@ -443,7 +425,11 @@ def routes() -> list[BaseRoute]:
     return [
         Route(ml_model, guarded(list_ml_model_files), methods=["GET"]),
         Route(f"{ml_model}/{{path:path}}", guarded(download_ml_model_file), methods=["GET"]),
-        Route(f"{ml_model}/{{path:path}}", guarded(upload_ml_model_file), methods=["PUT"]),
+        Route(
+            f"{ml_model}/{{path:path}}",
+            guarded(_refusals_in_rest_terms(upload_ml_model_file)),
+            methods=["PUT"],
+        ),
         Route(generic, guarded(download_generic_file), methods=["GET"]),
-        Route(generic, guarded(upload_generic_file), methods=["PUT"]),
+        Route(generic, guarded(_refusals_in_rest_terms(upload_generic_file)), methods=["PUT"]),
     ]

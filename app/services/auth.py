@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import Database, utcnow
 from app.errors import InvalidValueError, NotFoundError, UnauthenticatedError
 from app.models import AccessToken, User
-from app.services import audit
+from app.services import audit, policy
 from app.services.actor import SCOPE_API, SCOPE_READ_API, Actor
 
 SCOPES = (SCOPE_API, SCOPE_READ_API)
@@ -97,11 +97,17 @@ async def get_token(session: AsyncSession, *, token_id: int) -> AccessToken:
     return token
 
 
-async def list_tokens(session: AsyncSession, *, user: User) -> list[AccessToken]:
-    rows = await session.scalars(
-        sa.select(AccessToken).where(AccessToken.user_id == user.id).order_by(AccessToken.id)
-    )
-    return list(rows)
+async def list_tokens(
+    session: AsyncSession, *, user: User | None, actor: Actor | None = None
+) -> list[AccessToken]:
+    """The tokens of `user`, or of every user (administrators only), oldest first,
+    revoked and expired ones included. Rows hold digests only, never a secret."""
+    query = sa.select(AccessToken).order_by(AccessToken.id)
+    if user is None:
+        policy.require_admin(actor)
+    else:
+        query = query.where(AccessToken.user_id == user.id)
+    return list(await session.scalars(query))
 
 
 @dataclass(frozen=True)

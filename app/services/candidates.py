@@ -39,6 +39,9 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAGS_PER_BATCH = 100
 MAX_ENTRIES_PER_BATCH = 1000
+# MLflow's bounds on get-history-bulk-interval: runs per call, values sampled per run.
+MAX_SAMPLED_RUNS = 100
+MAX_SAMPLED_POINTS = 2500
 
 VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
 
@@ -472,6 +475,119 @@ async def get_metric_history(
     query = query.order_by(CandidateMetric.step, CandidateMetric.timestamp, CandidateMetric.id)
     rows = await session.execute(query.limit(limit).offset(offset))
     return [_point(*row) for row in rows]
+
+
+async def sample_metric_history(
+    session: AsyncSession,
+    *,
+    project: Project,
+    eids: Sequence[str],
+    name: str,
+    max_points: int = MAX_SAMPLED_POINTS,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> list[tuple[str, list[MetricPoint]]]:
+    """A metric's history for each of up to 100 runs, thinned for a chart (MLflow's
+    get-history-bulk-interval), as (run id, points) in the order the runs were named;
+    a run named twice is answered once. A run's values from `start_step` to `end_step`
+    (both given or neither), in (step, timestamp) order, are cut down in the database to
+    `max_points` evenly spaced ones that keep the first and the last; with `max_points`
+    1, the last alone. The database reads the range by index and returns only the kept
+    values, so an answer holds at most 100 x 2,500 points whatever the runs logged."""
+    if len(eids) > MAX_SAMPLED_RUNS:
+        raise InvalidValueError(
+            f"At most {MAX_SAMPLED_RUNS} run ids are sampled at once; {len(eids)} were given",
+            field="run_ids",
+        )
+    if not 1 <= max_points <= MAX_SAMPLED_POINTS:
+        raise InvalidValueError(
+            f"max_results must be between 1 and {MAX_SAMPLED_POINTS}", field="max_results"
+        )
+    if (start_step is None) != (end_step is None):
+        raise InvalidValueError(
+            "If either start step or end step are specified, both must be specified.",
+            field="start_step",
+        )
+    if start_step is not None and end_step is not None and start_step > end_step:
+        raise InvalidValueError(
+            "end_step must be greater than start_step. "
+            f"Found start_step={start_step} and end_step={end_step}.",
+            field="end_step",
+        )
+    distinct = list(dict.fromkeys(eids))
+    found = {
+        row.eid: row
+        for row in await session.scalars(
+            sa.select(Candidate).where(
+                Candidate.project_id == project.id,
+                Candidate.eid.in_(distinct),
+                Candidate.state.in_(VISIBLE_STATES),
+            )
+        )
+    }
+    for eid in distinct:
+        if eid not in found:
+            raise NotFoundError(f"Run '{eid}' not found", field="run_id")
+    points: dict[int, list[MetricPoint]] = {found[eid].id: [] for eid in distinct}
+    in_range = [CandidateMetric.candidate_id.in_(points), CandidateMetric.name == name]
+    if start_step is not None and end_step is not None:
+        in_range += [CandidateMetric.step >= start_step, CandidateMetric.step <= end_step]
+    run = CandidateMetric.candidate_id
+    # Counted apart from the numbering: a COUNT window would hold each run's whole range.
+    counts = (
+        sa.select(run, sa.func.count().label("count")).where(*in_range).group_by(run).subquery()
+    )
+    numbered = (
+        sa.select(
+            run,
+            CandidateMetric.value,
+            CandidateMetric.is_nan,
+            CandidateMetric.step,
+            CandidateMetric.timestamp,
+            (
+                sa.func.row_number().over(
+                    partition_by=run,
+                    order_by=(CandidateMetric.step, CandidateMetric.timestamp, CandidateMetric.id),
+                )
+                - 1
+            ).label("position"),
+        )
+        .where(*in_range)
+        .subquery()
+    )
+    rows = await session.execute(
+        sa.select(
+            numbered.c.candidate_id,
+            numbered.c.value,
+            numbered.c.is_nan,
+            numbered.c.step,
+            numbered.c.timestamp,
+        )
+        .join(counts, counts.c.candidate_id == numbered.c.candidate_id)
+        .where(_evenly_spaced(numbered.c.position, counts.c.count, max_points))
+        .order_by(numbered.c.candidate_id, numbered.c.position)
+    )
+    for candidate_id, value, is_nan, step, timestamp in rows:
+        points[candidate_id].append(_point(value, is_nan, name, step, timestamp))
+    return [(eid, points[found[eid].id]) for eid in distinct]
+
+
+def _evenly_spaced(
+    position: sa.ColumnElement[int], count: sa.ColumnElement[int], wanted: int
+) -> sa.ColumnElement[bool]:
+    """Whether the row at `position` (from 0) of `count` is one of `wanted` evenly spaced
+    rows: those at ceil(i * (count - 1) / (wanted - 1)) for i = 0 .. wanted - 1, which are
+    the rows where floor(position * (wanted - 1) / (count - 1)) steps up."""
+    if wanted == 1:
+        return position == count - 1
+    gaps = wanted - 1
+    # NULLIF: a run with one value divides by nothing (it is kept by `count <= wanted`).
+    span = sa.func.nullif(count - 1, 0, type_=sa.BigInteger)
+    return sa.or_(
+        count <= wanted,
+        position == 0,
+        (position * gaps) // span > ((position - 1) * gaps) // span,
+    )
 
 
 async def record_inputs(

@@ -5,13 +5,17 @@ transaction commits, the job's id is handed to the dispatcher (arq, or the in-pr
 runner). A runner claims
 the row, runs the handler of its kind, and marks it succeeded, retried or failed. A
 claim is a lease: `run_after` of a running row is when its lease expires, so a row
-whose worker died becomes claimable again and resumes from its saved progress.
+whose worker died becomes claimable again and resumes from its saved progress. While
+the handler runs, its runner renews the lease (`renew_lease`); every change a runner
+makes to its claimed row is fenced by the attempt number, so a runner whose lease
+expired and whose job was claimed again changes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -36,8 +40,8 @@ JOB_KINDS: frozenset[str] = frozenset(
 
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 
-# How long a claim holds without news from the handler (save_progress renews it).
-JOB_LEASE = dt.timedelta(minutes=5)
+# How long a claim holds unless its runner renews it (the runner's heartbeat does).
+JOB_LEASE = dt.timedelta(seconds=45)
 
 MAX_ERROR_LENGTH = 4000
 
@@ -81,6 +85,33 @@ async def has_unfinished_job(session: AsyncSession, *, kind: str) -> bool:
         sa.select(Job.id).where(Job.kind == kind, Job.status.in_(UNFINISHED)).limit(1)
     )
     return job_id is not None
+
+
+@dataclass(frozen=True)
+class JobStatistics:
+    """How many jobs there are of each (kind, status), and since when the job that has
+    waited longest for a runner has been due (None when no job waits)."""
+
+    counts: dict[tuple[str, JobStatus], int]
+    oldest_due_since: dt.datetime | None
+
+
+async def job_statistics(session: AsyncSession) -> JobStatistics:
+    """Job counts by kind and status and the oldest due job, in one grouped query."""
+    now = utcnow()
+    waiting_since = sa.case((sa.and_(needs_a_runner(now), Job.run_after <= now), Job.run_after))
+    rows = await session.execute(
+        sa.select(Job.kind, Job.status, sa.func.count(), sa.func.min(waiting_since)).group_by(
+            Job.kind, Job.status
+        )
+    )
+    counts: dict[tuple[str, JobStatus], int] = {}
+    oldest: dt.datetime | None = None
+    for kind, status, count, due_since in rows:
+        counts[(kind, status)] = count
+        if due_since is not None and (oldest is None or due_since < oldest):
+            oldest = due_since
+    return JobStatistics(counts=counts, oldest_due_since=oldest)
 
 
 def needs_a_runner(now: dt.datetime) -> sa.ColumnElement[bool]:
@@ -146,23 +177,25 @@ async def claim(database: Database, job_id: int, *, lease: dt.timedelta = JOB_LE
         return await session.get_one(Job, job_id, populate_existing=True)
 
 
-async def save_progress(
-    database: Database,
-    job_id: int,
-    progress: dict[str, Any],
-    *,
-    lease: dt.timedelta = JOB_LEASE,
-) -> None:
+async def save_progress(database: Database, job_id: int, progress: dict[str, Any]) -> None:
     """Record a running job's progress in a transaction of its own, so a retry after
-    a crash resumes from here; this also renews the job's lease."""
-    now = utcnow()
+    a crash resumes from here."""
     async with database.session() as session:
         await _update(
             session,
             sa.update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
-            .values(progress=progress, run_after=now + lease, updated_at=now),
+            .values(progress=progress, updated_at=utcnow()),
         )
+
+
+async def renew_lease(database: Database, job: Job, *, lease: dt.timedelta = JOB_LEASE) -> bool:
+    """Extend a claimed job's lease to `lease` from now. False when the claim was lost
+    (the lease expired and another runner took the job over, or it finished)."""
+    now = utcnow()
+    async with database.session() as session:
+        result = await _update(session, _claimed(job).values(run_after=now + lease))
+    return result.rowcount == 1
 
 
 async def mark_succeeded(database: Database, job: Job) -> bool:

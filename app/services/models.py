@@ -21,7 +21,7 @@ from app.models import (
     ModelVersion,
     Project,
 )
-from app.services import audit, jobs, key_values, validation
+from app.services import audit, descriptions, jobs, key_values, validation
 from app.services.actor import Actor
 from app.services.keyset import Sort, SortKey
 from app.services.projects import next_iid
@@ -46,6 +46,7 @@ async def create_model(
     display_name = validation.display_name(display_name)
     if name is not None:
         validation.slug(name)
+    description_html = await descriptions.rendered(validation.description(description))
     # Taken first: it locks the project row, so the checks below cannot race.
     iid = await next_iid(session, project, "model")
     if await _find(session, project, Model.display_name == display_name) is not None:
@@ -60,6 +61,7 @@ async def create_model(
         name=name,
         display_name=display_name,
         description=description,
+        description_html=description_html,
         registered=registered,
         created_by_id=actor.user_id if actor else None,
     )
@@ -170,6 +172,7 @@ async def update_model(
     actor: Actor | None = None,
 ) -> Model:
     """Rename (the display name; the slug stays) or re-describe a model."""
+    description_html = await descriptions.rendered(validation.description(description))
     if display_name is not None:
         display_name = validation.display_name(display_name)
         if display_name != model.display_name:
@@ -182,7 +185,7 @@ async def update_model(
                 raise AlreadyExistsError(f"Model '{display_name}' already exists", field="name")
             model.display_name = display_name
     if description is not None:
-        model.description = description
+        model.description, model.description_html = description, description_html
     model.updated_at = utcnow()
     await session.flush()
     await audit.record(session, actor=actor, action="model.update", target=model)

@@ -19,7 +19,7 @@ from app.errors import (
     UnauthenticatedError,
 )
 from app.models import Membership, Model, Project, Role, User, Visibility
-from app.services import audit, policy
+from app.services import audit, policy, validation
 from app.services.actor import Actor
 from app.services.policy import Action
 
@@ -48,6 +48,7 @@ async def create_project(
             "starting with a letter or digit, at most 100 characters",
             field="path",
         )
+    validation.description(description)
     if await session.scalar(sa.select(Project.id).where(Project.path == path)) is not None:
         raise AlreadyExistsError(f"Project '{path}' already exists", field="path")
     project = Project(path=path, name=name or path, description=description, visibility=visibility)
@@ -70,8 +71,17 @@ async def create_project(
     return project
 
 
+async def _project_at(session: AsyncSession, path: str) -> Project | None:
+    # Text no column can hold (NUL, a lone surrogate) names no project; PostgreSQL would
+    # refuse the query itself.
+    if "\x00" in path or any("\ud800" <= character <= "\udfff" for character in path):
+        return None
+    project: Project | None = await session.scalar(sa.select(Project).where(Project.path == path))
+    return project
+
+
 async def get_project(session: AsyncSession, *, path: str) -> Project:
-    project = await session.scalar(sa.select(Project).where(Project.path == path))
+    project = await _project_at(session, path)
     if project is None:
         raise NotFoundError(f"Project '{path}' does not exist", field="path")
     return project
@@ -82,7 +92,7 @@ async def find_project(
 ) -> Project:
     """The project at `path` if `actor` may do `action` there. A project the actor may
     not read is reported exactly like a missing one."""
-    project = await session.scalar(sa.select(Project).where(Project.path == path))
+    project = await _project_at(session, path)
     if project is None:
         if actor is None:
             raise UnauthenticatedError("authentication is required")
@@ -130,7 +140,7 @@ async def update_project(
             raise InvalidValueError("a project needs a name", field="name")
         project.name = name.strip()
     if description is not None:
-        project.description = description
+        project.description = validation.description(description)
     await session.flush()
     await audit.record(
         session, actor=actor, action="project.update", target=project, project_id=project.id

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 import re
 import unicodedata
 from collections.abc import Mapping
+from typing import Any
 
 from app.errors import InvalidValueError
 
@@ -15,6 +17,12 @@ MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_NAME_LENGTH = 255
 MAX_ALIAS_LENGTH = 255
+# GitLab's model registry allows 10,000 characters (MLflow's columns hold 5,000): room for
+# a model card, and markdown-it's slowest input of that length renders in a fraction of a
+# second, where GitLab's 1 MiB issue limit would let one write take most of a minute.
+MAX_DESCRIPTION_LENGTH = 10_000
+# What a BIGINT column holds: steps, timestamps, ids.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _KEY = re.compile(r"^[/\w.\- :]*$")
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$")
@@ -74,6 +82,28 @@ def metric_value(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidValueError(f"Metric '{name}' has a non-numeric value", field="metrics")
     return float(value)
+
+
+def int64(value: Any, *, field: str) -> int:
+    """An integer as MLflow sends one (a JSON number or a decimal string) that a BIGINT
+    column holds: whole, and within the signed 64-bit range."""
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("not a whole number")
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidValueError(
+            f"Invalid value {json.dumps(value)[:100]} for parameter '{field}' supplied: "
+            "expected an integer",
+            field=field,
+        ) from None
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise InvalidValueError(
+            f"Invalid value {number} for parameter '{field}' supplied: integers must lie "
+            f"between {INT64_MIN} and {INT64_MAX}",
+            field=field,
+        )
+    return number
 
 
 def is_nan(value: float) -> bool:
@@ -136,6 +166,16 @@ def alias(value: str) -> str:
     if _VERSION_LIKE_ALIAS.match(value):
         raise InvalidValueError(
             f"Alias '{value}' cannot look like a version reference such as 'v1'", field="alias"
+        )
+    return value
+
+
+def description(value: str | None) -> str | None:
+    """A Markdown description of a project, model or version: at most 10,000 characters."""
+    if value is not None and len(value) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidValueError(
+            f"description is {len(value)} characters long; the limit is {MAX_DESCRIPTION_LENGTH}",
+            field="description",
         )
     return value
 

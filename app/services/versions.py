@@ -24,7 +24,7 @@ from app.models import (
     PackageFile,
     VersionStage,
 )
-from app.services import audit, jobs, key_values, validation
+from app.services import audit, descriptions, jobs, key_values, validation
 from app.services import candidates as candidate_service
 from app.services.actor import Actor
 from app.services.keyset import Sort, SortKey
@@ -50,6 +50,8 @@ async def create_version(
         validation.semver(version)
     if candidate is not None:
         _check_promotable(model, candidate)
+    # Rendered before the model row is locked below, which serializes the model's versions.
+    description_html = await descriptions.rendered(validation.description(description))
     # Bumping the counter locks the model row, so numbers and semvers cannot race.
     number = await session.scalar(
         sa.update(Model)
@@ -86,6 +88,7 @@ async def create_version(
         number=number,
         version=semver,
         description=description,
+        description_html=description_html,
         source=source,
         created_by_id=actor.user_id if actor else None,
     )
@@ -225,7 +228,8 @@ async def update_version(
     """Change a version's description or stage; moving one into Staging or Production
     can archive the versions already there (MLflow's transition-stage)."""
     if description is not None:
-        version.description = description
+        version.description = validation.description(description)
+        version.description_html = await descriptions.rendered(description)
     if stage is not None:
         if archive_existing_versions and stage in (VersionStage.STAGING, VersionStage.PRODUCTION):
             await session.execute(

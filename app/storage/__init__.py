@@ -6,6 +6,7 @@ from app.settings import Settings
 from app.storage.base import (
     ArtifactStore,
     ArtifactStoreError,
+    ArtifactStoreUnavailableError,
     ObjectInfo,
     ObjectStream,
     RangeNotSatisfiableError,
@@ -18,6 +19,7 @@ from app.storage.s3 import S3ArtifactStore
 __all__ = [
     "ArtifactStore",
     "ArtifactStoreError",
+    "ArtifactStoreUnavailableError",
     "LocalArtifactStore",
     "ObjectInfo",
     "ObjectStream",

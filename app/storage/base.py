@@ -52,6 +52,24 @@ class ArtifactStoreError(Exception):
     """The backend failed in a way the caller cannot fix (for example a refused delete)."""
 
 
+# A store that has not answered a probe within this long counts as unreachable.
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+class ArtifactStoreUnavailableError(ArtifactStoreError):
+    """`probe` found the store unusable; the message says why, without naming settings.
+
+    `transient` is True when the store did not answer (retrying later may succeed), False
+    when it answered with a refusal (missing bucket or credentials, unwritable directory:
+    a setting or a permission must change).
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+
+
 def check_range(start: int | None, end: int | None) -> None:
     """Refuse range arguments that make no sense whatever the object's size."""
     if start is not None and start < 0:
@@ -192,6 +210,15 @@ class ArtifactStore(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def probe(self) -> None:
+        """Check, cheaply, that the store can be used now: the directory exists and is
+        writable, or the bucket exists and the credentials are accepted.
+
+        Raises ArtifactStoreUnavailableError saying why not, within PROBE_TIMEOUT_SECONDS.
+        Start-up and every readiness probe call it.
+        """
+        ...
 
     async def put(
         self, key: str, body: AsyncIterable[bytes], *, size_hint: int | None = None

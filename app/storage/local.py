@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import stat
+import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +21,9 @@ from typing import BinaryIO, Self
 
 from app.errors import InvalidValueError, NotFoundError
 from app.storage.base import (
+    PROBE_TIMEOUT_SECONDS,
     READ_CHUNK_SIZE,
+    ArtifactStoreUnavailableError,
     ObjectInfo,
     ObjectStream,
     StoredObject,
@@ -75,7 +78,40 @@ class LocalArtifactStore:
         self._read_chunk_size = read_chunk_size
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        """Create the root directory; ArtifactStoreUnavailableError when it cannot be."""
+        try:
+            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        except OSError as error:
+            raise ArtifactStoreUnavailableError(
+                f"cannot create the artifact directory {self.root}: {error.strerror}",
+                transient=False,
+            ) from None
+
+    async def probe(self) -> None:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await asyncio.to_thread(self._probe)
+        except TimeoutError:
+            raise ArtifactStoreUnavailableError(
+                f"the artifact directory {self.root} did not answer within "
+                f"{PROBE_TIMEOUT_SECONDS:.0f} s",
+                transient=True,
+            ) from None
+
+    def _probe(self) -> None:
+        if not self.root.is_dir():
+            raise ArtifactStoreUnavailableError(
+                f"the artifact directory {self.root} does not exist", transient=False
+            )
+        try:
+            # An unnamed file: nothing is left behind, whatever happens next.
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as error:
+            raise ArtifactStoreUnavailableError(
+                f"the artifact directory {self.root} is not writable: {error.strerror}",
+                transient=False,
+            ) from None
 
     async def close(self) -> None:
         return None

@@ -22,11 +22,20 @@ from typing import Any, Self
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import (
+    BotoCoreError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as EndpointConnectionFailure
 
 from app.errors import InvalidValueError, NotFoundError
 from app.storage.base import (
+    PROBE_TIMEOUT_SECONDS,
     READ_CHUNK_SIZE,
     ArtifactStoreError,
+    ArtifactStoreUnavailableError,
     ObjectInfo,
     ObjectStream,
     RangeNotSatisfiableError,
@@ -152,6 +161,54 @@ class S3ArtifactStore:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def probe(self) -> None:
+        """HeadBucket: proves the endpoint answers, the credentials are accepted and the
+        bucket exists (not that they allow writing)."""
+        client = self._client
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await client.head_bucket(Bucket=self.bucket)
+        except TimeoutError:
+            raise ArtifactStoreUnavailableError(
+                f"the S3 endpoint {client.meta.endpoint_url} did not answer within "
+                f"{PROBE_TIMEOUT_SECONDS:.0f} s",
+                transient=True,
+            ) from None
+        except (NoCredentialsError, PartialCredentialsError):
+            raise ArtifactStoreUnavailableError(
+                "no S3 credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                " (or another AWS credential source)",
+                transient=False,
+            ) from None
+        except client.exceptions.ClientError as error:
+            raise self._refusal(error) from None
+        except (BotoCoreError, OSError) as error:
+            raise ArtifactStoreUnavailableError(
+                f"cannot reach the S3 endpoint {client.meta.endpoint_url}: {error}",
+                # Failing to connect may pass; other client-side failures are settings.
+                transient=isinstance(error, (EndpointConnectionFailure, HTTPClientError, OSError)),
+            ) from None
+
+    def _refusal(self, error: Exception) -> ArtifactStoreUnavailableError:
+        """What an S3 error answer to HeadBucket means (HEAD answers carry no message)."""
+        code = _error_code(error)
+        response: dict[str, Any] = getattr(error, "response", {})
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        if code in {"404", "NoSuchBucket", "NotFound"}:
+            return ArtifactStoreUnavailableError(
+                f"the bucket '{self.bucket}' does not exist", transient=False
+            )
+        if code in {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId"} or status == 403:
+            return ArtifactStoreUnavailableError(
+                f"the S3 server refused access to the bucket '{self.bucket}' (403):"
+                " check the S3 credentials and their permissions",
+                transient=False,
+            )
+        return ArtifactStoreUnavailableError(
+            f"the S3 server answered HeadBucket '{self.bucket}' with {code or status}",
+            transient=status >= 500,
+        )
 
     @property
     def _client(self) -> Any:

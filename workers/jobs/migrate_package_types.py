@@ -58,7 +58,7 @@ from app.models import (
     PackageFile,
     PackageType,
 )
-from app.services import jobs, packages
+from app.services import packages
 from workers.context import JobContext
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ async def migrate_package_types(context: JobContext, job: Job) -> None:
 
 
 async def _save_progress(session: AsyncSession, job: Job, progress: dict[str, Any]) -> None:
-    """What `jobs.save_progress` does (record progress, renew the lease), but inside the
+    """What `jobs.save_progress` does (record progress), but inside the
     batch's transaction and fenced by the attempt: a runner that lost its claim rolls
     its batch back instead of racing the runner that took over."""
     now = utcnow()
@@ -155,7 +155,6 @@ async def _save_progress(session: AsyncSession, job: Job, progress: dict[str, An
             )
             .values(
                 progress=dict(progress, path_conflicts=list(progress["path_conflicts"])),
-                run_after=now + jobs.JOB_LEASE,
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)

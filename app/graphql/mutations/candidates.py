@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 from strawberry import relay
 
+from app.errors import InvalidValueError
 from app.graphql.context import Info
 from app.graphql.errors import NotFoundError, PermissionError, ValidationError
 from app.graphql.nodes import for_change
@@ -117,14 +118,23 @@ async def candidate_log_metrics(info: Info, input: CandidateLogMetricsInput) -> 
             name=metric.name,
             value=metric.value,
             step=int(metric.step),
-            timestamp=now if metric.timestamp is None else search.datetime_to_ms(metric.timestamp),
+            timestamp=now
+            if metric.timestamp is None
+            else _epoch_ms(metric.timestamp, field=f"metrics[{index}].timestamp"),
         )
-        for metric in input.metrics
+        for index, metric in enumerate(input.metrics)
     ]
     async with info.context.database.session() as session:
         row = await for_change(session, actor, CandidateRow, input.id, Action.WRITE)
         await candidates.log_batch(session, candidate=row, metrics=points)
     return Candidate.from_row(row)
+
+
+def _epoch_ms(timestamp: dt.datetime, *, field: str) -> int:
+    # A time without an offset could be any of 26 hours: refused, not guessed.
+    if timestamp.utcoffset() is None:
+        raise InvalidValueError("a metric's timestamp needs a UTC offset", field=field)
+    return search.datetime_to_ms(timestamp)
 
 
 async def candidate_delete(info: Info, input: CandidateDeleteInput) -> CandidateDeleteResult:

@@ -15,7 +15,7 @@ from app.graphql.connections import Connection, paginate
 from app.graphql.context import Info
 from app.graphql.nodes import readable_nodes
 from app.graphql.types.candidates import Candidate, CandidateFilter, CandidateOrder
-from app.graphql.types.common import KeyValue, Long, OrderDirection, render_markdown
+from app.graphql.types.common import KeyValue, Long, OrderDirection
 from app.graphql.types.users import User
 from app.rest.packages import file_url
 from app.services import candidates, versions
@@ -57,13 +57,12 @@ class PackageFile:
             return []
         project = await info.context.loaders.project.load(project_id)
         assert project is not None
-        base_url = str(info.context.request.base_url)
         return [
             cls(
                 path=row.path,
                 size=Long(row.size),
                 sha256=row.sha256,
-                download_url=file_url(base_url, project.path, ref, row.path),
+                download_url=file_url(info.context.request, project.path, ref, row.path),
             )
             for row in await info.context.loaders.package_files.load(package_id)
         ]
@@ -119,7 +118,8 @@ class ModelVersion(relay.Node):
 
     @strawberry.field
     def description_html(self) -> str | None:
-        return render_markdown(self.description)
+        # Rendered when the description was written: reads never run markdown-it.
+        return self.row.description_html
 
     @strawberry.field
     async def model(self, info: Info) -> Model:
@@ -215,7 +215,7 @@ class Model(relay.Node):
     @strawberry.field
     def description_html(self) -> str | None:
         """The description rendered from Markdown to safe HTML."""
-        return render_markdown(self.description)
+        return self.row.description_html
 
     @strawberry.field
     async def metadata(self, info: Info) -> list[KeyValue]:

@@ -1,4 +1,8 @@
-"""Users and their access tokens."""
+"""Users and their access tokens.
+
+Whoever may see a user (a member of a public project, an author) sees their username and
+name, as GitLab shows them; whether they are an administrator is shown only to
+administrators and to the user themselves."""
 
 from __future__ import annotations
 
@@ -7,20 +11,38 @@ import datetime as dt
 import strawberry
 
 from app import models
+from app.graphql.context import Info
 
 
 @strawberry.type
 class User:
     username: str
     name: str | None
-    is_admin: bool
     created_at: dt.datetime
+    user_id: strawberry.Private[int]
+    admin: strawberry.Private[bool]
 
     @classmethod
     def from_row(cls, row: models.User) -> User:
         return cls(
-            username=row.username, name=row.name, is_admin=row.is_admin, created_at=row.created_at
+            username=row.username,
+            name=row.name,
+            created_at=row.created_at,
+            user_id=row.id,
+            admin=row.is_admin,
         )
+
+    def admin_flag(self, info: Info) -> bool | None:
+        actor = info.context.actor
+        if actor is not None and (actor.is_admin or actor.user_id == self.user_id):
+            return self.admin
+        return None
+
+    is_admin: bool | None = strawberry.field(
+        resolver=admin_flag,
+        description="Whether the user is an administrator; null unless the caller is an "
+        "administrator or the user themselves.",
+    )
 
 
 @strawberry.type(description="A personal access token; its secret is shown only on creation.")
