@@ -485,7 +485,7 @@ PROJECT_FIELDS: dict[str, tuple[ProjectOperation, Callable[[Caller, str], str]]]
     ),
     "Mutation.modelVersionDelete": (
         model_version_delete,
-        lambda caller, kind: expected_change_by_id(caller, kind, MANAGE),
+        lambda caller, kind: expected_change_by_id(caller, kind, DEVELOPER),
     ),
     "Mutation.aliasSet": (
         change("aliasSet", lambda ids, path: {"versionId": ids["version"], "alias": ALIAS}),

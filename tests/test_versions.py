@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import CandidateStatus, Model, Project, VersionStage
 from app.services import candidates, models, versions
+from app.services.actor import OPERATOR
 from app.services.validation import semver
 
 
@@ -146,7 +147,7 @@ async def test_deleting_a_version_unlinks_its_candidate_and_drops_its_aliases(
     candidate = await candidates.create_candidate(session, model=model)
     version = await versions.create_version(session, model=model, candidate=candidate)
     await versions.set_alias(session, model=model, alias="prod", version=version)
-    await versions.delete_version(session, version=version)
+    await versions.destroy_version(session, version=version, actor=OPERATOR)
     await session.refresh(candidate)
     assert candidate.model_version_id is None
     with pytest.raises(NotFoundError):

@@ -20,6 +20,9 @@ Model versions
 * The semver is `<number>.0.0` unless the version tag ``modelreg.semver`` chooses it at
   creation (a semantic version such as ``2.1.0-rc.1``). That tag is not stored as a tag:
   it becomes the version's semver. It cannot be set or deleted afterwards.
+* Deleting a version is for good, as MLflow's hard delete: it and its aliases are gone at
+  once, its semver is free again, its number is never reused, and a job removes its
+  package with the package's files (GraphQL's `modelVersionDelete`, one rule for both).
 * Every version owns one candidate. With `run_id` (or a ``runs:/<run id>/...`` source, or
   a ``models:/m-...`` source whose logged model came from a run) the run's candidate is
   promoted. MLflow lets one run back several versions, we let a candidate back one: when
@@ -854,10 +857,12 @@ async def delete_model_version(call: Call) -> dict[str, Any]:
     name = call.required("name")
     reference = _version_reference(call)
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        # Finding it needs only reading; the service decides who may delete it.
+        project = await call.project(session, Action.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
-        await versions.delete_version(session, version=version, actor=call.actor)
+        # A hard delete, as MLflow's: gone at once, its package cleared by the job.
+        await versions.destroy_version(session, version=version, actor=call.actor)
     return {}
 
 

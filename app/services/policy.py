@@ -17,7 +17,7 @@ class Action(enum.Enum):
     """What a caller wants to do, with the least role that may do it."""
 
     READ = Role.REPORTER  # see models, candidates, versions, artifacts
-    WRITE = Role.DEVELOPER  # log runs, create versions, upload
+    WRITE = Role.DEVELOPER  # log and delete runs, create and delete versions, upload
     DELETE = Role.MAINTAINER  # delete models, manage protected aliases and stages
     MANAGE_MEMBERS = Role.MAINTAINER
     OWN = Role.OWNER  # delete or transfer the project

@@ -22,13 +22,15 @@ from app.models import (
     ModelVersion,
     ModelVersionMetadata,
     PackageFile,
+    Project,
     VersionStage,
 )
-from app.services import audit, descriptions, jobs, key_values, validation
+from app.services import audit, descriptions, jobs, key_values, policy, validation
 from app.services import candidates as candidate_service
 from app.services.actor import Actor
 from app.services.keyset import Sort, SortKey
 from app.services.models import destroyed_name
+from app.services.policy import Action
 
 
 async def create_version(
@@ -248,33 +250,22 @@ async def update_version(
     return version
 
 
-async def delete_version(
-    session: AsyncSession, *, version: ModelVersion, actor: Actor | None = None
-) -> None:
-    """Remove a version; its candidate stays, unlinked, and its aliases go with it."""
-    await session.execute(
-        sa.update(Candidate)
-        .where(Candidate.model_version_id == version.id)
-        .values(model_version_id=None)
-    )
-    await audit.record(
-        session,
-        actor=actor,
-        action="version.delete",
-        target=version,
-        details={"version": version.version},
-    )
-    await session.delete(version)
-    await session.flush()
+# Who may delete a version, whichever surface asks: a developer, as GitLab's model
+# registry allows and as MLflow clients always could here; deleting a whole model stays
+# with maintainers (`Action.DELETE`).
+DESTROY_VERSION = Action.WRITE
 
 
 async def destroy_version(
-    session: AsyncSession, *, version: ModelVersion, actor: Actor | None = None
+    session: AsyncSession, *, version: ModelVersion, actor: Actor | None
 ) -> Job:
-    """Destroy a version for good. It vanishes from every read at once and its semver is
-    free again; its candidate stays as a plain candidate of the model, and its aliases go
-    (as with `delete_version`). The returned `delete_version` job removes its package,
-    with the package's artifacts, its metadata and the row."""
+    """Destroy a version for good, once `actor` may (`DESTROY_VERSION`). It vanishes from
+    every read at once and its semver is free again, while its number is never given out
+    again (as MLflow's); its candidate stays as a plain candidate of the model and its
+    aliases go. The returned `delete_version` job removes its package, with the package's
+    files and stored objects, its metadata and the row."""
+    project = await session.get_one(Project, version.project_id)
+    await policy.authorize(session, actor, project, DESTROY_VERSION)
     if version.state is LifecycleState.PENDING_DESTRUCTION:
         raise InvalidValueError(
             f"Version {version.version} is already being destroyed", field="version"
@@ -290,6 +281,10 @@ async def destroy_version(
     version.state = LifecycleState.PENDING_DESTRUCTION
     version.version = destroyed_name(semver, version.id)
     version.updated_at = utcnow()
+    # MLflow's delete_model_version touches its registered model's last update time.
+    await session.execute(
+        sa.update(Model).where(Model.id == version.model_id).values(updated_at=version.updated_at)
+    )
     await session.flush()
     job = await jobs.enqueue(
         session,

@@ -139,7 +139,8 @@ async def model_version_delete(
     """Delete a version for good; its candidate stays. The job removes its package."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, ModelVersionRow, input.id, Action.DELETE)
+        # Finding it needs only reading; the service decides who may delete it.
+        row = await for_change(session, actor, ModelVersionRow, input.id, Action.READ)
         job = await versions.destroy_version(session, version=row, actor=actor)
     return JobStarted(job=Job.from_row(job))
 
