@@ -8,6 +8,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -24,6 +25,9 @@ from app.storage import ArtifactStore, create_artifact_store
 from tests.live_server import LiveServer, copy_sqlite, live_server
 from tests.services import RedisServer, postgres_server, s3_server
 from workers.dispatch import JobDispatcher, create_dispatcher
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 TEMPLATE_DATABASE = "modelreg_template"
 _database_numbers = itertools.count(1)
@@ -139,6 +143,22 @@ async def server(
         database_url = await copy_postgres_template(postgres_url)
     with live_server(workdir, database_url) as running:
         yield running
+
+
+@pytest.fixture
+def client(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
+    """The real `mlflow` client, as the administrator of the module's live server (the
+    fluent API too); a test's active run is ended after it."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.admin_token)
+    # A 5xx would be retried for minutes; no answer of ours may be one.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(server.url)
+    yield mlflow.MlflowClient(server.url)
+    if mlflow.active_run():
+        mlflow.end_run()
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import pytest
 import sqlalchemy as sa
 from markdown_it import MarkdownIt
@@ -205,15 +204,6 @@ async def test_graphql_reads_the_stored_html_and_never_renders(api: GraphQLApi) 
 
 
 # --- MLflow, through the real client against a live server --------------------------------
-
-
-@pytest.fixture
-def client(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.admin_token)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(server.url)
-    yield MlflowClient(server.url)
 
 
 def test_mlflow_answers_a_description_over_the_limit_with_invalid_parameter_value(

@@ -232,3 +232,98 @@ async def test_descriptions_written_before_0005_get_their_html_on_both_backends(
     # The Default model (from 0002) has no description.
     assert found["models"] == [(None, None), *expected]
     assert found["model_versions"] == expected
+
+
+async def test_identical_metric_points_stored_before_0006_are_kept_once_on_both_backends(
+    empty_database_url: str,
+) -> None:
+    """0006 keeps the oldest of each set of identical points (NaN ones too, now stored as
+    0 with is_nan set), leaves different values and other runs alone, and then refuses a
+    copy through its unique index."""
+    await asyncio.to_thread(migrations.upgrade, empty_database_url, "0005")
+    now = dt.datetime.now(dt.UTC)
+    candidates = sa.table(
+        "candidates",
+        *(sa.column(name) for name in ("id", "project_id", "model_id", "iid", "eid")),
+        *(sa.column(name) for name in ("status", "state")),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    metrics = sa.table(
+        "candidate_metrics",
+        *(sa.column(name) for name in ("id", "candidate_id", "name", "value", "is_nan")),
+        *(sa.column(name) for name in ("step", "timestamp")),
+    )
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as connection:
+            project_id = await connection.scalar(sa.text("SELECT id FROM projects"))
+            model_id = await connection.scalar(sa.text("SELECT id FROM models"))
+            run_ids = []
+            for iid in (1, 2):
+                run_ids.append(
+                    await connection.scalar(
+                        candidates.insert()
+                        .values(
+                            project_id=project_id,
+                            model_id=model_id,
+                            iid=iid,
+                            eid=f"{iid:032x}",
+                            status="FINISHED",
+                            state="active",
+                            created_at=now,
+                        )
+                        .returning(candidates.c.id)
+                    )
+                )
+            first, second = run_ids
+            rows = [
+                (first, "loss", 0.5, False, 1),
+                (first, "loss", 0.5, False, 1),
+                (first, "loss", 0.7, False, 1),
+                (first, "loss", None, True, 2),
+                (first, "loss", 0.5, False, 1),
+                (first, "loss", None, True, 2),
+                (second, "loss", 0.5, False, 1),
+            ]
+            for candidate_id, name, value, is_nan, step in rows:
+                await connection.execute(
+                    metrics.insert().values(
+                        candidate_id=candidate_id,
+                        name=name,
+                        value=value,
+                        is_nan=is_nan,
+                        step=step,
+                        timestamp=1000,
+                    )
+                )
+
+        await asyncio.to_thread(migrations.upgrade, empty_database_url)
+
+        async with engine.connect() as connection:
+            kept = [
+                tuple(row)
+                for row in await connection.execute(
+                    sa.select(
+                        metrics.c.candidate_id, metrics.c.value, metrics.c.is_nan, metrics.c.step
+                    ).order_by(metrics.c.id)
+                )
+            ]
+            with pytest.raises(sa.exc.IntegrityError):
+                await connection.execute(
+                    metrics.insert().values(
+                        candidate_id=first,
+                        name="loss",
+                        value=0.5,
+                        is_nan=False,
+                        step=1,
+                        timestamp=1000,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    assert kept == [
+        (first, 0.5, False, 1),
+        (first, 0.7, False, 1),
+        (first, 0.0, True, 2),
+        (second, 0.5, False, 1),
+    ]

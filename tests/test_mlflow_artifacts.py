@@ -9,7 +9,7 @@ import http.client
 import json
 import os
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,18 +32,6 @@ from tests.live_server import LiveServer
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def client(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.admin_token)
-    # A 5xx would be retried for minutes; no answer of ours may be one.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(server.url)
-    yield MlflowClient(server.url)
-    if mlflow.active_run():
-        mlflow.end_run()
 
 
 def _headers(server: LiveServer, token: str | None = None) -> dict[str, str]:

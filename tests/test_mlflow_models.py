@@ -5,7 +5,7 @@ gives the same predictions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -28,18 +28,6 @@ T = TypeVar("T")
 
 X = np.array([[0.0, 0.2], [0.1, 0.0], [0.3, 0.1], [1.0, 0.9], [0.9, 1.2], [1.1, 1.0]])
 Y = np.array([0, 0, 0, 1, 1, 1])
-
-
-@pytest.fixture
-def client(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.admin_token)
-    # A 5xx would be retried for minutes; no answer of ours may be one.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(server.url)
-    yield MlflowClient(server.url)
-    if mlflow.active_run():
-        mlflow.end_run()
 
 
 def _in_database(server: LiveServer, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

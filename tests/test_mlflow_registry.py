@@ -7,11 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
@@ -20,18 +18,6 @@ from app.db import Database
 from app.models import LoggedModel, Model, VersionStage
 from app.services import candidates, models, projects, versions
 from tests.live_server import LiveServer
-
-
-@pytest.fixture
-def client(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.admin_token)
-    # A 5xx would be retried for minutes; no answer of ours may be one.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(server.url)
-    yield MlflowClient(server.url)
-    if mlflow.active_run():
-        mlflow.end_run()
 
 
 def unique(prefix: str) -> str:

@@ -308,9 +308,10 @@ def test_compilers_raise_search_errors() -> None:
             compile_order(["nonsense DESC"])
 
 
-def test_dataset_filters_parse_but_are_refused_when_compiled() -> None:
-    with pytest.raises(SearchError, match="searching runs by datasets is not supported"):
-        search.compile_run_filter("params.p = 'a' AND datasets.name = 'x'")
+def test_dataset_filters_compile_to_one_condition_each() -> None:
+    assert len(search.compile_run_filter("params.p = 'a' AND datasets.name = 'x'")) == 2
+    with pytest.raises(SearchError, match="invalid dataset key 'source'"):
+        search.compile_run_filter("dataset.source = 'x'")
 
 
 def test_page_tokens_round_trip_and_bad_ones_are_refused() -> None:

@@ -19,18 +19,6 @@ from app.services import candidates, models, projects
 from tests.live_server import LiveServer
 
 
-@pytest.fixture
-def client(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.admin_token)
-    # A 5xx would be retried for minutes; no answer of ours may be one.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(server.url)
-    yield MlflowClient(server.url)
-    if mlflow.active_run():
-        mlflow.end_run()
-
-
 def error_code(error: MlflowException) -> str:
     return str(error.error_code)
 

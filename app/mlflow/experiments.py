@@ -49,8 +49,23 @@ async def render(session: AsyncSession, model: Model) -> dict[str, Any]:
     return protocol.experiment(model, tags)
 
 
+def check_artifact_location(requested: str | None, model: Model) -> None:
+    """Artifacts live in this server's packages, reached through its proxy at the
+    experiment's `mlflow-artifacts:/<id>`: a client's `artifact_location` may be absent,
+    empty or exactly that; any other place would be silently not used, so it is refused."""
+    assigned = protocol.experiment_artifact_location(model)
+    if requested and requested != assigned:
+        raise InvalidValueError(
+            f"Invalid artifact_location '{requested[:200]}': this server stores every "
+            "experiment's artifacts itself, behind its artifact proxy "
+            f"('{assigned}' for this one); omit artifact_location",
+            field="artifact_location",
+        )
+
+
 async def create(call: Call) -> dict[str, Any]:
     name = call.required("name")
+    artifact_location = call.string("artifact_location")
     tags = dict(call.key_values("tags"))
     async with call.database.session() as session:
         project = await call.project(session, Action.WRITE)
@@ -64,6 +79,8 @@ async def create(call: Call) -> dict[str, Any]:
                 "exists in the project",
                 field="name",
             ) from None
+        # Checked against the id just assigned; refusing rolls the creation back.
+        check_artifact_location(artifact_location, model)
     return {"experiment_id": str(model.iid)}
 
 

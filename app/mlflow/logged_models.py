@@ -190,6 +190,7 @@ async def render(session: AsyncSession, rows: Sequence[LoggedModel]) -> list[dic
         if candidate_ids
         else {}
     )
+    metrics = await logged_models.get_metrics_of(session, logged_models=rows)
     rendered = []
     for row in rows:
         model_iid = model_iids[row.model_id]
@@ -209,9 +210,11 @@ async def render(session: AsyncSession, rows: Sequence[LoggedModel]) -> list[dic
             info["source_run_id"] = run_ids[row.source_candidate_id]
         if row.status_message:
             info["status_message"] = row.status_message
-        rendered.append(
-            {"info": info, "data": {"params": protocol.key_values(row.params), "metrics": []}}
-        )
+        data = {
+            "params": protocol.key_values(row.params),
+            "metrics": [protocol.metric(point, run_id=run_id) for run_id, point in metrics[row.id]],
+        }
+        rendered.append({"info": info, "data": data})
     return rendered
 
 

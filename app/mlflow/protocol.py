@@ -57,13 +57,22 @@ def experiment(model: Model, tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def metric(point: MetricPoint) -> dict[str, Any]:
-    return {
+def metric(point: MetricPoint, *, run_id: str | None = None) -> dict[str, Any]:
+    """MLflow's Metric message: the logged model, dataset and run only when known."""
+    rendered: dict[str, Any] = {
         "key": point.name,
         "value": double(point.value),
         "timestamp": point.timestamp,
         "step": point.step,
     }
+    link = {
+        "model_id": point.logged_model_eid,
+        "dataset_name": point.dataset_name,
+        "dataset_digest": point.dataset_digest,
+        "run_id": run_id,
+    }
+    rendered.update({field: value for field, value in link.items() if value})
+    return rendered
 
 
 def run_info(candidate: Candidate, model_iid: int, username: str | None) -> dict[str, Any]:

@@ -105,18 +105,35 @@ async def health(request: Request) -> Response:
     return PlainTextResponse("OK")
 
 
+# The MLflow release whose REST API this surface implements: MLflow clients read it from
+# /version to decide which calls a server supports (e.g. log_spans needs 3.4 or later).
+MLFLOW_VERSION = "3.17.2"
+# modelreg's own version travels beside it, where MLflow clients do not look.
+MODELREG_VERSION_HEADER = "X-Modelreg-Version"
+
+
 async def version(request: Request) -> Response:
-    return PlainTextResponse(app.__version__)
+    return PlainTextResponse(MLFLOW_VERSION, headers={MODELREG_VERSION_HEADER: app.__version__})
 
 
 async def server_info(request: Request) -> Response:
+    """MLflow 3's capability document, the keys of `build_server_info_payload` in
+    `mlflow/server/handlers.py`, each saying what this server does."""
     return JSONResponse(
         {
             "store_type": "SqlStore",
             "workspaces_enabled": False,
+            "trace_archival_enabled": False,
             "multipart_uploads_enabled": False,
             "multipart_downloads_enabled": False,
-        }
+            # Artifacts go through the proxy: no presigned URLs are handed out.
+            "presigned_upload_run_id_supported": False,
+            "presigned_upload_model_id_supported": False,
+            "features_enabled": {"gateway": False},
+            "mlflow_version": MLFLOW_VERSION,
+            "modelreg_version": app.__version__,
+        },
+        headers={MODELREG_VERSION_HEADER: app.__version__},
     )
 
 

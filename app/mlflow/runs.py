@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -199,7 +200,25 @@ def _metric(entry: dict[str, Any], label: str = "metrics") -> MetricPoint:
         value=parse_double("value", entry["value"]),
         timestamp=validation.int64(timestamp, field=f"{label}.timestamp" if label else "timestamp"),
         step=validation.int64(step or 0, field=f"{label}.step" if label else "step"),
+        logged_model_eid=_optional_string(entry, "model_id", label),
+        dataset_name=_optional_string(entry, "dataset_name", label),
+        dataset_digest=_optional_string(entry, "dataset_digest", label),
     )
+
+
+def _optional_string(entry: dict[str, Any], name: str, label: str) -> str | None:
+    """A string field of a metric; empty counts as absent, as in protobuf."""
+    value = entry.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        field = f"{label}.{name}" if label else name
+        raise InvalidValueError(
+            f"Invalid value {json.dumps(value)[:100]} for parameter '{field}' supplied: "
+            "expected a string",
+            field=field,
+        )
+    return value
 
 
 async def _log(
@@ -216,8 +235,14 @@ async def _log(
     async with call.database.session() as session:
         project = await call.project(session, Action.WRITE)
         candidate = await find_run(session, project, run_id)
+        # MLflow's server stores the first 6,000 characters of a longer param value.
         await candidates.log_batch(
-            session, candidate=candidate, metrics=metrics, params=params, tags=other_tags
+            session,
+            candidate=candidate,
+            metrics=metrics,
+            params=params,
+            tags=other_tags,
+            truncate_long_params=True,
         )
         if run_name is not None:
             await candidates.update_candidate(
@@ -263,6 +288,32 @@ async def delete_tag(call: Call) -> dict[str, Any]:
     return {}
 
 
+# The string fields of MLflow's Dataset message; a client fails to read back a run whose
+# stored input breaks its schema, so such an input is refused when it is logged.
+_DATASET_TEXT_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
+
+
+def _refuse_malformed_dataset_input(dataset_input: dict[str, Any], dataset: dict[str, Any]) -> None:
+    for field in _DATASET_TEXT_FIELDS:
+        if not isinstance(dataset.get(field, ""), str):
+            raise InvalidValueError(
+                f"Invalid value for parameter 'datasets.dataset.{field}': expected a string",
+                field=f"datasets.dataset.{field}",
+            )
+    tags = dataset_input.get("tags", [])
+    if not isinstance(tags, list) or not all(
+        isinstance(tag, dict)
+        and isinstance(tag.get("key"), str)
+        and isinstance(tag.get("value", ""), str)
+        for tag in tags
+    ):
+        raise InvalidValueError(
+            "Invalid value for parameter 'datasets.tags': expected a list of "
+            "{key, value} objects with string keys and values",
+            field="datasets.tags",
+        )
+
+
 async def log_inputs(call: Call) -> dict[str, Any]:
     run_id = call.required("run_id")
     entries: list[tuple[str, str, dict[str, Any]]] = []
@@ -270,6 +321,7 @@ async def log_inputs(call: Call) -> dict[str, Any]:
         dataset = dataset_input.get("dataset")
         if not isinstance(dataset, dict) or not dataset.get("name"):
             raise MissingParameterError("datasets.dataset.name")
+        _refuse_malformed_dataset_input(dataset_input, dataset)
         key = f"{dataset.get('name')}:{dataset.get('digest', '')}"
         entries.append(("dataset_input", key, dataset_input))
     for model_input in call.objects("models"):
@@ -334,9 +386,7 @@ async def metric_history_bulk_interval(call: Call) -> dict[str, Any]:
         )
     return {
         "metrics": [
-            {**protocol.metric(point), "run_id": run_id}
-            for run_id, points in sampled
-            for point in points
+            protocol.metric(point, run_id=run_id) for run_id, points in sampled for point in points
         ]
     }
 

@@ -73,12 +73,32 @@ class CandidateMetadata(Base):
 
 
 class CandidateMetric(Base):
-    """One logged metric value; the append-only history. NaN is stored as a NULL
-    value with `is_nan` set, since SQLite cannot hold a NaN."""
+    """One logged metric value; the append-only history. A point is stored once per
+    (candidate, name, step, timestamp, value), as MLflow keeps it. NaN is stored as 0 with
+    `is_nan` set, as MLflow does: SQLite cannot hold a NaN, and a NULL would never collide
+    on the unique index. A point logged for an MLflow logged model names it, and the
+    dataset it was measured on."""
 
     __tablename__ = "candidate_metrics"
     __table_args__ = (
-        sa.Index("ix_candidate_metrics_candidate_id_name_step", "candidate_id", "name", "step"),
+        # Also the index of a metric's history: (candidate_id, name, step) is its prefix.
+        sa.Index(
+            "uq_candidate_metrics_point",
+            "candidate_id",
+            "name",
+            "step",
+            "timestamp",
+            "value",
+            "is_nan",
+            unique=True,
+        ),
+        # Partial: most points name no logged model, and ingest should not pay for them.
+        sa.Index(
+            "ix_candidate_metrics_logged_model_eid",
+            "logged_model_eid",
+            postgresql_where=sa.text("logged_model_eid IS NOT NULL"),
+            sqlite_where=sa.text("logged_model_eid IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Identifier, primary_key=True)
@@ -88,6 +108,10 @@ class CandidateMetric(Base):
     is_nan: Mapped[bool] = mapped_column(default=False)
     step: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     timestamp: Mapped[int] = mapped_column(sa.BigInteger)
+    # MLflow's model id ("m-" and 32 hex characters) as the client sent it.
+    logged_model_eid: Mapped[str | None] = mapped_column(sa.String(64))
+    dataset_name: Mapped[str | None] = mapped_column(sa.String(500))
+    dataset_digest: Mapped[str | None] = mapped_column(sa.String(36))
 
 
 class CandidateLatestMetric(Base):

@@ -52,10 +52,20 @@ class MetricPoint:
     value: float
     timestamp: int
     step: int = 0
+    # The MLflow logged model the value measures, and the dataset it was measured on.
+    logged_model_eid: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
 
     @property
     def order(self) -> tuple[int, int]:
         return (self.step, self.timestamp)
+
+    @property
+    def identity(self) -> tuple[str, int, int, float, bool]:
+        """What makes two points the same point; every NaN is the same NaN."""
+        is_nan = math.isnan(self.value)
+        return (self.name, self.step, self.timestamp, 0.0 if is_nan else self.value, is_nan)
 
 
 def now_ms() -> int:
@@ -246,9 +256,12 @@ async def log_batch(
     metrics: Sequence[MetricPoint] = (),
     params: Mapping[str, str] | Sequence[tuple[str, str]] = (),
     tags: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    truncate_long_params: bool = False,
 ) -> None:
     """Log metrics, params and metadata of a candidate: validated whole first, then
-    written with one statement per kind, so a bad entry writes nothing."""
+    written with one statement per kind, so a bad entry writes nothing. A param value over
+    6,000 characters is refused, or stored as its first 6,000 with `truncate_long_params`
+    (MLflow's server truncates by default)."""
     _require_active(candidate)
     param_pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
     tag_pairs = list(tags.items()) if isinstance(tags, Mapping) else list(tags)
@@ -256,7 +269,8 @@ async def log_batch(
     for point in metrics:
         validation.key(point.name, kind="metric")
         validation.metric_value(point.name, point.value)
-    new_params = _validated_params(param_pairs)
+        _check_metric_link(point)
+    new_params = _validated_params(param_pairs, truncate=truncate_long_params)
     new_tags = validation.metadata(dict(tag_pairs))
     await _write_params(session, candidate, new_params)
     await _write_metrics(session, candidate, metrics)
@@ -282,11 +296,31 @@ def _check_batch_size(metrics: int, params: int, tags: int) -> None:
         )
 
 
-def _validated_params(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+# The column sizes of MLflow's logged_model_metrics, where these strings live there.
+_METRIC_LINK_LENGTHS = {"model_id": 64, "dataset_name": 500, "dataset_digest": 36}
+
+
+def _check_metric_link(point: MetricPoint) -> None:
+    link = {
+        "model_id": point.logged_model_eid,
+        "dataset_name": point.dataset_name,
+        "dataset_digest": point.dataset_digest,
+    }
+    for field, value in link.items():
+        if value is not None and len(value) > _METRIC_LINK_LENGTHS[field]:
+            raise InvalidValueError(
+                f"Metric '{point.name}' has a {field} longer than "
+                f"{_METRIC_LINK_LENGTHS[field]} characters",
+                field=f"metrics.{field}",
+            )
+
+
+def _validated_params(pairs: Sequence[tuple[str, str]], *, truncate: bool) -> dict[str, str]:
     params: dict[str, str] = {}
-    for name, value in pairs:
+    for name, long_value in pairs:
         validation.key(name, kind="param")
-        validation.param_value(name, value)
+        # Duplicates and earlier values are compared as stored, after truncation (as MLflow).
+        value = validation.param_value(name, long_value, truncate=truncate)
         if params.get(name, value) != value:
             raise InvalidValueError(
                 f"Duplicate parameter '{name}' submitted with different values", field="params"
@@ -322,21 +356,43 @@ async def _write_params(
 async def _write_metrics(
     session: AsyncSession, candidate: Candidate, metrics: Sequence[MetricPoint]
 ) -> None:
-    """Append to the history and move each latest value forward, one statement each."""
+    """Append to the history and move each latest value forward, one statement each. A
+    point already stored is not stored again (MLflow's metric primary key); logged again
+    for a logged model, it gains the link it lacked."""
     if not metrics:
         return
+    unique_points: dict[tuple[str, int, int, float, bool], MetricPoint] = {}
+    for point in metrics:
+        known = unique_points.get(point.identity)
+        if known is None or (known.logged_model_eid is None and point.logged_model_eid):
+            unique_points[point.identity] = point
+    history = insert_with_conflicts(session, CandidateMetric)
+    stored = CandidateMetric.__table__.c
     await session.execute(
-        sa.insert(CandidateMetric),
+        history.on_conflict_do_update(
+            index_elements=["candidate_id", "name", "step", "timestamp", "value", "is_nan"],
+            set_={
+                "logged_model_eid": history.excluded.logged_model_eid,
+                "dataset_name": history.excluded.dataset_name,
+                "dataset_digest": history.excluded.dataset_digest,
+            },
+            where=sa.and_(
+                stored.logged_model_eid.is_(None), history.excluded.logged_model_eid.is_not(None)
+            ),
+        ),
         [
             {
                 "candidate_id": candidate.id,
-                "name": point.name,
-                "value": None if math.isnan(point.value) else point.value,
-                "is_nan": math.isnan(point.value),
-                "step": point.step,
-                "timestamp": point.timestamp,
+                "name": name,
+                "value": value,
+                "is_nan": is_nan,
+                "step": step,
+                "timestamp": timestamp,
+                "logged_model_eid": point.logged_model_eid,
+                "dataset_name": point.dataset_name,
+                "dataset_digest": point.dataset_digest,
             }
-            for point in metrics
+            for (name, step, timestamp, value, is_nan), point in unique_points.items()
         ],
     )
     latest: dict[str, MetricPoint] = {}
@@ -461,20 +517,16 @@ async def get_metric_history(
 ) -> list[MetricPoint]:
     """Values logged for a metric, by step then timestamp; optionally the steps from
     `start_step` to `end_step` only, and a page of them."""
-    query = sa.select(
-        CandidateMetric.value,
-        CandidateMetric.is_nan,
-        CandidateMetric.name,
-        CandidateMetric.step,
-        CandidateMetric.timestamp,
-    ).where(CandidateMetric.candidate_id == candidate.id, CandidateMetric.name == name)
+    query = sa.select(CandidateMetric).where(
+        CandidateMetric.candidate_id == candidate.id, CandidateMetric.name == name
+    )
     if start_step is not None:
         query = query.where(CandidateMetric.step >= start_step)
     if end_step is not None:
         query = query.where(CandidateMetric.step <= end_step)
     query = query.order_by(CandidateMetric.step, CandidateMetric.timestamp, CandidateMetric.id)
-    rows = await session.execute(query.limit(limit).offset(offset))
-    return [_point(*row) for row in rows]
+    rows = await session.scalars(query.limit(limit).offset(offset))
+    return [metric_point(row) for row in rows]
 
 
 async def sample_metric_history(
@@ -743,7 +795,16 @@ def metric_history_query(candidate: Candidate, *, name: str) -> tuple[sa.Select[
 
 
 def metric_point(row: CandidateMetric) -> MetricPoint:
-    return _point(row.value, row.is_nan, row.name, row.step, row.timestamp)
+    """A stored point of a history, with the logged model and dataset it names."""
+    return MetricPoint(
+        name=row.name,
+        value=math.nan if row.is_nan or row.value is None else row.value,
+        step=row.step,
+        timestamp=row.timestamp,
+        logged_model_eid=row.logged_model_eid,
+        dataset_name=row.dataset_name,
+        dataset_digest=row.dataset_digest,
+    )
 
 
 def name_contains(text: str) -> sa.ColumnElement[bool]:

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import InvalidValueError, NotFoundError
-from app.models import Candidate, LifecycleState, LoggedModel, Model, Project
+from app.models import Candidate, CandidateMetric, LifecycleState, LoggedModel, Model, Project
 from app.services import audit, validation
 from app.services.actor import Actor
+from app.services.candidates import VISIBLE_STATES, MetricPoint, metric_point
 
 PENDING = "LOGGED_MODEL_PENDING"
 READY = "LOGGED_MODEL_READY"
@@ -266,3 +267,35 @@ async def log_params(
         logged_model.updated_at = utcnow()
         await session.flush()
     return logged_model
+
+
+async def get_metrics_of(
+    session: AsyncSession, *, logged_models: Sequence[LoggedModel]
+) -> dict[int, list[tuple[str, MetricPoint]]]:
+    """Every point logged for each logged model by the runs of its project, with the run
+    id that logged it, in one query: MLflow's logged model metrics (its store keeps each
+    such point, not only the latest)."""
+    found: dict[int, list[tuple[str, MetricPoint]]] = {row.id: [] for row in logged_models}
+    by_eid = {(row.project_id, row.eid): row.id for row in logged_models}
+    if not by_eid:
+        return found
+    rows = await session.execute(
+        sa.select(Candidate.project_id, Candidate.eid, CandidateMetric)
+        .join(Candidate, Candidate.id == CandidateMetric.candidate_id)
+        .where(
+            CandidateMetric.logged_model_eid.in_([eid for _, eid in by_eid]),
+            Candidate.state.in_(VISIBLE_STATES),
+        )
+        .order_by(
+            CandidateMetric.name,
+            CandidateMetric.step,
+            CandidateMetric.timestamp,
+            CandidateMetric.id,
+        )
+    )
+    for project_id, run_eid, metric in rows:
+        logged_model_id = by_eid.get((project_id, metric.logged_model_eid or ""))
+        # A run of another project naming this id does not speak for it.
+        if logged_model_id is not None:
+            found[logged_model_id].append((run_eid, metric_point(metric)))
+    return found

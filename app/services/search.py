@@ -41,6 +41,9 @@ Where MLflow leaves the meaning open, this module decides as follows:
 * ``!=`` on a param or tag only matches rows that have the key (MLflow's inner join); use
   ``IS NULL`` for rows without it. The one exception is the registry's prompt tag,
   handled as MLflow's registry store does (see `compile_registered_model_filter`).
+* ``dataset.name``, ``dataset.digest`` and ``dataset.context`` match a run that has at least
+  one dataset input whose name, digest or ``mlflow.data.context`` tag compares true (MLflow's
+  inner join): ``dataset.name != 'x'`` matches a run with any other dataset input.
 * Sorting puts values first, then NaN metrics, then rows without the metric, param, tag
   or attribute, whichever the direction (MLflow's order). Strings sort by code point on
   every backend (``COLLATE "C"`` on PostgreSQL), as MLflow's Python sort does.
@@ -70,6 +73,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from app.errors import InvalidValueError
 from app.models import (
     Candidate,
+    CandidateInput,
     CandidateLatestMetric,
     CandidateMetadata,
     CandidateParam,
@@ -928,12 +932,10 @@ def _key_value_exists(
 
 def compile_run_filter(filter_string: str | None) -> list[sa.ColumnElement[bool]]:
     """Conditions on `Candidate` for an MLflow run filter."""
-    return [run_condition(c, filter_string) for c in parse_filter(filter_string, RUN_SEARCH)]
+    return [run_condition(c) for c in parse_filter(filter_string, RUN_SEARCH)]
 
 
-def run_condition(
-    comparison: Comparison, filter_string: str | None = None
-) -> sa.ColumnElement[bool]:
+def run_condition(comparison: Comparison) -> sa.ColumnElement[bool]:
     """One comparison on `Candidate`: parsed from a filter, or built by another surface
     (GraphQL's structured candidate filter) so that both mean the same."""
     entity, key, op, value = comparison.entity, comparison.key, comparison.op, comparison.value
@@ -947,12 +949,7 @@ def run_condition(
             return _run_name_condition(op, value)
         return _key_value_exists(CandidateMetadata, key, op, value)
     if entity == "dataset":
-        # The grammar is MLflow's, but dataset inputs are not searchable here (yet).
-        raise SearchError(
-            f"Invalid filter {filter_string!r}: searching runs by datasets is not supported "
-            "on this server",
-            field="filter",
-        )
+        return _dataset_condition(key, op, value)
     if key in ("start_time", "end_time"):
         assert isinstance(value, int)
         return _integer_condition(getattr(Candidate, key), op, value)
@@ -967,6 +964,87 @@ def run_condition(
         sa.exists()
         .where(User.id == Candidate.user_id)
         .where(string_condition(User.username, op, value))
+    )
+
+
+# The input tag in which MLflow's client records a dataset's role ("training", "eval").
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+
+
+def _dataset_condition(key: str, op: str, value: Value) -> sa.ColumnElement[bool]:
+    """The candidate has a dataset input (stored as MLflow sent it) whose name, digest or
+    context matches."""
+    found = sa.exists().where(
+        CandidateInput.candidate_id == Candidate.id, CandidateInput.kind == "dataset_input"
+    )
+    if key == "context":
+        return found.where(_DatasetContextMatch(CandidateInput.payload, op, value))
+    return found.where(
+        string_condition(CandidateInput.payload[("dataset", key)].as_string(), op, value)
+    )
+
+
+class _DatasetContextMatch(sa.ColumnElement[bool]):
+    """Whether one of a dataset input's tags is `mlflow.data.context` with a matching value.
+    The tags are a JSON list inside the stored input, read with each backend's JSON table
+    function; entries that are not ``{"key", "value"}`` objects match nothing."""
+
+    __visit_name__ = "mlflow_search_dataset_context"
+    # The comparison is rendered at compile time, so statements holding one are not cached.
+    inherit_cache = False
+    _is_implicitly_boolean = True
+
+    def __init__(self, payload: sa.SQLColumnExpression[Any], op: str, value: Value) -> None:
+        self.payload = coercions.expect(roles.ExpressionElementRole, payload)
+        # Not `op` nor `comparator`: ColumnElement already has both.
+        self.search_op = op
+        self.search_value = value
+        self.type = sa.Boolean()
+
+    @property
+    def _from_objects(self) -> Any:
+        return self.payload._from_objects
+
+    def render(self, compiler: SQLCompiler, source: str, key: str, value: str, **kw: Any) -> str:
+        condition = sa.and_(
+            sa.literal_column(key, sa.String()) == DATASET_CONTEXT_TAG,
+            string_condition(
+                sa.literal_column(value, sa.String()), self.search_op, self.search_value
+            ),
+        )
+        return f"EXISTS (SELECT 1 FROM {source} WHERE {compiler.process(condition, **kw)})"
+
+
+@compiles(_DatasetContextMatch, "sqlite")
+def _compile_dataset_context_sqlite(
+    element: _DatasetContextMatch, compiler: SQLCompiler, **kw: Any
+) -> str:
+    payload = compiler.process(element.payload, **kw)
+    tags = f"json_extract({payload}, '$.tags')"
+    is_object = "dataset_tag.type = 'object'"
+    return element.render(
+        compiler,
+        f"json_each(CASE WHEN json_type({payload}, '$.tags') = 'array' THEN {tags} "
+        "ELSE '[]' END) AS dataset_tag",
+        f"CASE WHEN {is_object} THEN json_extract(dataset_tag.value, '$.key') END",
+        f"CASE WHEN {is_object} THEN json_extract(dataset_tag.value, '$.value') END",
+        **kw,
+    )
+
+
+@compiles(_DatasetContextMatch, "postgresql")
+def _compile_dataset_context_postgresql(
+    element: _DatasetContextMatch, compiler: SQLCompiler, **kw: Any
+) -> str:
+    tags = f"(({compiler.process(element.payload, **kw)})::json -> 'tags')"
+    is_object = "json_typeof(dataset_tag.value) = 'object'"
+    return element.render(
+        compiler,
+        f"json_array_elements(CASE WHEN json_typeof({tags}) = 'array' THEN {tags} "
+        "ELSE '[]'::json END) AS dataset_tag",
+        f"CASE WHEN {is_object} THEN dataset_tag.value ->> 'key' END",
+        f"CASE WHEN {is_object} THEN dataset_tag.value ->> 'value' END",
+        **kw,
     )
 
 

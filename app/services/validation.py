@@ -58,7 +58,11 @@ def _escapes_its_path(value: str) -> bool:
     return normalized != value or normalized == "." or normalized.startswith(("..", "/"))
 
 
-def param_value(name: str, value: str) -> str:
+def param_value(name: str, value: str, *, truncate: bool = False) -> str:
+    """A param value of at most 6,000 characters; a longer one is refused, or cut to its
+    first 6,000 with `truncate` (what MLflow's server does by default)."""
+    if truncate:
+        return value[:MAX_PARAM_VALUE_LENGTH]
     if len(value) > MAX_PARAM_VALUE_LENGTH:
         raise InvalidValueError(
             f"Param value for '{name}' is {len(value)} characters long; "
