@@ -129,6 +129,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.main import create_app
+    from workers.dispatch import create_dispatcher
 
     # Taken first: a busy port must stop the start before the administrator is created.
     listening = preflight.bind(args.host, args.port)
@@ -136,7 +137,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         _prepare_database(settings, migrate=args.migrate, check_storage=True)
         _bootstrap_admin(settings)
         server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_config=None)
+            uvicorn.Config(
+                create_app(settings, dispatcher_factory=create_dispatcher),
+                host=args.host,
+                port=args.port,
+                log_config=None,
+            )
         )
         logger.info("serving on http://%s:%d", args.host, args.port)
         server.run(sockets=[listening])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any, TypeVar
 
 import asyncpg
@@ -23,6 +23,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from app.database_outage import DatabaseUnavailableError
+from app.outbox import Outbox
 
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -168,12 +169,13 @@ ENQUEUED_JOBS_KEY = "enqueued_job_ids"
 
 
 class Database:
-    """Owns the engine and hands out sessions; one per process."""
+    """Owns the engine and hands out sessions; one per process. The ids of the jobs a
+    session enqueued go to `outbox` once that session committed (a fresh outbox, which
+    no dispatcher listens to yet, when none is given)."""
 
-    def __init__(self, url: str, **engine_options: Any) -> None:
+    def __init__(self, url: str, *, outbox: Outbox | None = None, **engine_options: Any) -> None:
         self.url = url
-        # Called with the ids of jobs a session enqueued, once that session committed.
-        self.after_commit: Callable[[list[int]], Awaitable[None]] | None = None
+        self.outbox = outbox or Outbox()
         self.engine = create_engine(url, **engine_options)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(
@@ -192,8 +194,7 @@ class Database:
             async with session.begin():
                 yield session
             job_ids: list[int] = session.info.pop(ENQUEUED_JOBS_KEY, [])
-            if job_ids and self.after_commit is not None:
-                await self.after_commit(job_ids)
+            await self.outbox.committed(job_ids)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -23,11 +23,11 @@ from app.mlflow.routes import endpoint_not_found
 from app.mlflow.routes import routes as mlflow_routes
 from app.mlflow.routes import unavailable_response as mlflow_unavailable
 from app.observability import RequestLogMiddleware
+from app.outbox import DispatcherFactory
 from app.rest import routes as rest_routes
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
 from app.storage import create_artifact_store
-from workers.dispatch import create_dispatcher
 
 
 async def no_route(request: Request, error: Exception) -> Response:
@@ -41,11 +41,21 @@ async def no_route(request: Request, error: Exception) -> Response:
     return PlainTextResponse("Not Found", status_code=404)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, dispatcher_factory: DispatcherFactory | None = None
+) -> Starlette:
+    """The app; `dispatcher_factory` builds the job dispatcher its lifespan runs (the
+    workers' `create_dispatcher`, which `modelreg serve` passes). Without one the app
+    can be inspected but not started: its committed jobs would reach no runner."""
     settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if dispatcher_factory is None:
+            raise RuntimeError(
+                "create_app needs a dispatcher_factory to start: without one, jobs reach "
+                "no runner (`modelreg serve` passes workers.dispatch.create_dispatcher)"
+            )
         async with contextlib.AsyncExitStack() as cleanup:
             database = Database(settings.resolved_database_url)
             cleanup.push_async_callback(database.dispose)
@@ -55,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             artifacts = create_artifact_store(settings)
             await artifacts.start()
             cleanup.push_async_callback(artifacts.close)
-            dispatcher = await create_dispatcher(settings, database, artifacts)
+            dispatcher = await dispatcher_factory(settings, database, artifacts)
             cleanup.push_async_callback(dispatcher.close)
             await dispatcher.start()
             app.state.runtime = Runtime(

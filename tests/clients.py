@@ -11,6 +11,7 @@ import httpx
 
 from app.main import create_app
 from app.settings import Settings
+from workers.dispatch import create_dispatcher
 
 
 def app_settings(tmp_path: Path, database_url: str, redis_url: str | None = None) -> Settings:
@@ -28,7 +29,7 @@ def app_settings(tmp_path: Path, database_url: str, redis_url: str | None = None
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan started, and a client that talks to it in process."""
-    app = create_app(settings)
+    app = create_app(settings, dispatcher_factory=create_dispatcher)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import migrations
 from app.db import Database
 from app.models import Project
+from app.outbox import JobDispatcher
 from app.services import auth, projects
 from app.settings import Settings
 from app.storage import ArtifactStore, create_artifact_store
 from tests.live_server import LiveServer, copy_sqlite, live_server
 from tests.services import RedisServer, postgres_server, s3_server
-from workers.dispatch import JobDispatcher, create_dispatcher
+from workers.dispatch import create_dispatcher
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

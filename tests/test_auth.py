@@ -25,6 +25,7 @@ from app.models import AccessToken, AuditEvent, Membership, Project, Role, User,
 from app.services import auth, projects, users
 from app.services.actor import OPERATOR, SCOPE_API, SCOPE_READ_API
 from app.settings import Settings
+from workers.dispatch import create_dispatcher
 
 VIEWER = "{ viewer { user { username } } }"
 ERROR_FIELDS = "__typename ... on Error { message code field }"
@@ -76,7 +77,7 @@ async def serving(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     settings = Settings(
         data_dir=tmp_path / "data", database_url=database_url, artifacts=str(artifacts)
     )
-    app = create_app(settings)
+    app = create_app(settings, dispatcher_factory=create_dispatcher)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

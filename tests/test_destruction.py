@@ -42,13 +42,13 @@ from app.models import (
     PackageType,
     Project,
 )
+from app.outbox import JobDispatcher
 from app.services import candidates, jobs, logged_models, models, packages, versions
 from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from app.settings import Settings
 from app.storage import ArtifactStore
 from tests.services import RedisServer
-from workers.dispatch import JobDispatcher
 from workers.jobs import destruction
 from workers.runner import run_job
 from workers.settings import create_worker

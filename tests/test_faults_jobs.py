@@ -27,12 +27,12 @@ import pytest
 
 from app.db import Database
 from app.models import Job, JobStatus, Model, Project
+from app.outbox import JobDispatcher
 from app.services import models
 from app.settings import Settings
 from app.storage import ArtifactStore
 from tests.services import RedisServer, stop_process
 from tests.test_destruction import Owned, audit_events, build_model, rows_left, stored_keys
-from workers.dispatch import JobDispatcher
 
 LEASE_SECONDS = 3.0
 SWEEP_SECONDS = 1.0

@@ -29,13 +29,14 @@ from app.models import (
     JobStatus,
     Project,
 )
+from app.outbox import JobDispatcher
 from app.services import candidates, jobs, models, versions
 from app.services.candidates import MetricPoint
 from app.settings import Settings, SettingsError
 from tests.services import RedisServer
 from workers import registry
 from workers.context import JobContext
-from workers.dispatch import InlineDispatcher, JobDispatcher, create_dispatcher
+from workers.dispatch import InlineDispatcher, create_dispatcher
 from workers.runner import run_job
 from workers.settings import create_worker, run_worker
 
@@ -412,7 +413,7 @@ async def test_embedded_runner_runs_jobs_after_commit_and_rows_left_by_a_crash(
     finally:
         await dispatcher.close()
 
-    assert database.after_commit is None
+    assert database.outbox.dispatcher is None
     assert sorted(runs) == sorted([(left_behind.id, 1, {}), (pushed.id, 1, {})])
 
 

@@ -1,8 +1,9 @@
 """Getting committed jobs to a runner: arq through Redis when MODELREG_REDIS_URL is set,
 else an in-process runner (embedded mode). Both run the same `run_job` on the same
-table; a dispatcher is the database's after-commit hook, so every job a committed
-transaction enqueued is pushed at once, and a periodic sweep catches whatever a push
-missed (Redis down, a crash between commit and push, a retry falling due)."""
+table; a dispatcher connects to the database's outbox (`app.outbox`), so every job a
+committed transaction enqueued is pushed at once, and a periodic sweep catches whatever
+a push missed (Redis down, a crash between commit and push, a retry falling due).
+`create_dispatcher` is the `DispatcherFactory` that `modelreg serve` gives the app."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 import sqlalchemy as sa
 from arq.connections import ArqRedis
@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.db import Database, utcnow
 from app.models import Job, JobStatus
+from app.outbox import JobDispatcher
 from app.services import jobs
 from app.settings import Settings
 from app.storage import ArtifactStore
@@ -39,23 +40,11 @@ REDIS_CONNECT_TIMEOUT_SECONDS = 1.0
 REDIS_COMMAND_TIMEOUT_SECONDS = 5.0
 
 
-class JobDispatcher(Protocol):
-    async def push(self, job_ids: list[int]) -> None:
-        """Hand committed jobs to a runner; never raises (the sweep covers a failure)."""
-
-    async def sweep(self) -> int:
-        """Hand due jobs that no runner has to one; returns how many."""
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
 async def create_dispatcher(
     settings: Settings, database: Database, artifacts: ArtifactStore | None = None
 ) -> JobDispatcher:
-    """The dispatcher for this process, installed as the database's after-commit hook
-    until it is closed. In embedded mode its jobs use `artifacts`, the process's started
+    """The dispatcher for this process, connected to the database's outbox until it is
+    closed. In embedded mode its jobs use `artifacts`, the process's started
     store (without one, each job opens a store of its own)."""
     dispatcher: JobDispatcher
     if settings.redis_url:
@@ -69,7 +58,7 @@ async def create_dispatcher(
         dispatcher = ArqDispatcher(settings, database, redis, owns_redis=True)
     else:
         dispatcher = InlineDispatcher(settings, database, artifacts)
-    database.after_commit = dispatcher.push
+    database.outbox.connect(dispatcher)
     return dispatcher
 
 
@@ -159,7 +148,7 @@ class ArqDispatcher:
         """Nothing to start: Redis connections open on first use."""
 
     async def close(self) -> None:
-        _uninstall(self._database, self.push)
+        self._database.outbox.disconnect(self)
         if self._owns_redis:
             await self._redis.aclose(close_connection_pool=True)
 
@@ -215,7 +204,7 @@ class InlineDispatcher:
         """Stop the timers and cancel running jobs (they are handed back for the next
         start), and wait until all of them ended."""
         self._closed = True
-        _uninstall(self._database, self.push)
+        self._database.outbox.disconnect(self)
         tasks = [*self._timers, *self._running.values()]
         for task in tasks:
             task.cancel()
@@ -263,8 +252,3 @@ class InlineDispatcher:
             except Exception:
                 logger.exception("embedded job runner: %s failed", name)
             await asyncio.sleep(interval_seconds)
-
-
-def _uninstall(database: Database, push: Callable[[list[int]], Awaitable[None]]) -> None:
-    if database.after_commit == push:
-        database.after_commit = None

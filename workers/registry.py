@@ -1,30 +1,41 @@
-"""Job kinds and the handlers that run them."""
+"""Which handler runs each job kind.
+
+The kind names are the contract between the services that enqueue jobs and the workers
+that run them: they live in `app.services.jobs.JOB_KINDS`, so `app/` never imports
+`workers/`. Each handler module declares the kinds it runs beside their code with
+`@handles(kind)`; importing `workers.jobs` registers every handler and checks that each
+kind has exactly one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from app.services import jobs
-from workers.context import JobContext, JobHandler
-from workers.jobs import destruction, purge_deleted_runs
-from workers.jobs.finalize_upload import finalize_upload
-from workers.jobs.migrate_package_types import migrate_package_types
+from workers.context import JobHandler
 
-__all__ = ["HANDLERS", "JobContext", "JobHandler", "handler_for"]
+HANDLERS: dict[str, JobHandler] = {}
 
-HANDLERS: dict[str, JobHandler] = {
-    jobs.PURGE_DELETED_RUNS: purge_deleted_runs.purge_deleted_runs,
-    jobs.DELETE_MODEL: destruction.delete_model,
-    jobs.DELETE_VERSION: destruction.delete_version,
-    jobs.DELETE_CANDIDATE: destruction.delete_candidate,
-    jobs.FINALIZE_UPLOAD: finalize_upload,
-    jobs.MIGRATE_PACKAGE_TYPES: migrate_package_types,
-}
 
-if HANDLERS.keys() != jobs.JOB_KINDS:
-    raise RuntimeError(
-        "every job kind needs exactly one handler; kinds without one: "
-        f"{sorted(jobs.JOB_KINDS - HANDLERS.keys())}, handlers without a kind: "
-        f"{sorted(HANDLERS.keys() - jobs.JOB_KINDS)}"
-    )
+def handles(kind: str) -> Callable[[JobHandler], JobHandler]:
+    """Register the decorated function as the handler of `kind`."""
+    if kind not in jobs.JOB_KINDS:
+        raise LookupError(f"unknown job kind {kind!r}; known kinds: {sorted(jobs.JOB_KINDS)}")
+
+    def register(handler: JobHandler) -> JobHandler:
+        if kind in HANDLERS:
+            raise RuntimeError(f"job kind {kind!r} has two handlers")
+        HANDLERS[kind] = handler
+        return handler
+
+    return register
+
+
+def require_every_kind() -> None:
+    """Fail the import of the handlers when a kind has none."""
+    missing = jobs.JOB_KINDS - HANDLERS.keys()
+    if missing:
+        raise RuntimeError(f"every job kind needs a handler; kinds without one: {sorted(missing)}")
 
 
 def handler_for(kind: str) -> JobHandler:

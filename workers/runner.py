@@ -15,6 +15,8 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable
 
+# Importing the handlers registers each one under its kind.
+import workers.jobs  # noqa: F401
 from app.db import Database
 from app.metrics import timing_job
 from app.models import Job

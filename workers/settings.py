@@ -108,7 +108,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         database = Database(settings.resolved_database_url)
         dispatcher = ArqDispatcher(settings, database, ctx["redis"], owns_redis=False)
         # Jobs that jobs enqueue are pushed after their commit, as in the API.
-        database.after_commit = dispatcher.push
+        database.outbox.connect(dispatcher)
         artifacts = create_artifact_store(settings)
         await artifacts.start()
         ctx.update(settings=settings, database=database, dispatcher=dispatcher, artifacts=artifacts)

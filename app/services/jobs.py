@@ -33,7 +33,8 @@ DELETE_CANDIDATE = "delete_candidate"
 FINALIZE_UPLOAD = "finalize_upload"
 MIGRATE_PACKAGE_TYPES = "migrate_package_types"
 
-# Every kind a worker can run; `workers.registry` maps each one to its handler.
+# Every kind a worker can run: the contract with the workers, whose handlers each
+# declare the kind they run (`@handles(kind)`) and must cover every one.
 JOB_KINDS: frozenset[str] = frozenset(
     {PURGE_DELETED_RUNS, DELETE_MODEL, DELETE_VERSION, DELETE_CANDIDATE}
 ) | {FINALIZE_UPLOAD, MIGRATE_PACKAGE_TYPES}

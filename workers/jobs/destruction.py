@@ -35,6 +35,7 @@ from app.models import (
 )
 from app.services import audit, jobs, packages
 from workers.context import JobContext
+from workers.registry import handles
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +228,7 @@ def _require_pending_destruction(row: Model | ModelVersion | Candidate, label: s
         raise RuntimeError(f"{label} is {row.state.value}, not pending destruction")
 
 
+@handles(jobs.DELETE_MODEL)
 async def delete_model(context: JobContext, job: Job) -> None:
     """Remove a model pending destruction: its candidates, then its versions, then its
     logged models (each with their packages), then the model row with its metadata and
@@ -261,6 +263,7 @@ async def delete_model(context: JobContext, job: Job) -> None:
     logger.info("job %s: destroyed model %s: %s", job.id, model_id, remover.removed)
 
 
+@handles(jobs.DELETE_VERSION)
 async def delete_version(context: JobContext, job: Job) -> None:
     """Remove a version pending destruction: its package with the package's objects, and
     the row with its metadata; records a `version.destroyed` audit event."""
@@ -282,6 +285,7 @@ async def delete_version(context: JobContext, job: Job) -> None:
     await remover.remove(ModelVersion, [version_id], finish=record)
 
 
+@handles(jobs.DELETE_CANDIDATE)
 async def delete_candidate(context: JobContext, job: Job) -> None:
     """Remove a candidate pending destruction: its metrics, its package with the package's
     objects, and the row with its params, metadata and inputs; records a

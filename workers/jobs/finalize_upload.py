@@ -36,9 +36,10 @@ from app.models import (
     Package,
     PackageFile,
 )
-from app.services import key_values, packages
+from app.services import jobs, key_values, packages
 from app.storage import ArtifactStore
 from workers.context import JobContext
+from workers.registry import handles
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ async def _current_file(session: AsyncSession, payload: dict[str, Any]) -> Packa
     return found
 
 
+@handles(jobs.FINALIZE_UPLOAD)
 async def finalize_upload(context: JobContext, job: Job) -> None:
     payload = job.payload
     async with context.database.session(read_only=True) as session:

@@ -58,8 +58,9 @@ from app.models import (
     PackageFile,
     PackageType,
 )
-from app.services import packages
+from app.services import jobs, packages
 from workers.context import JobContext
+from workers.registry import handles
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def legacy_packages(project_id: int | None) -> sa.ColumnElement[bool]:
     return condition
 
 
+@handles(jobs.MIGRATE_PACKAGE_TYPES)
 async def migrate_package_types(context: JobContext, job: Job) -> None:
     project_id = job.payload.get("project_id")
     project_id = None if project_id is None else int(project_id)

@@ -15,6 +15,7 @@ from app.models import Candidate, Job, LifecycleState
 from app.services import jobs
 from workers.context import JobContext
 from workers.jobs.destruction import Remover
+from workers.registry import handles
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def _progress(removed: dict[str, int]) -> dict[str, Any]:
     return {"purged": removed["candidates"]}
 
 
+@handles(jobs.PURGE_DELETED_RUNS)
 async def purge_deleted_runs(context: JobContext, job: Job) -> None:
     """Delete purgeable candidates in batches of `payload["batch_size"]` (default
     BATCH_SIZE), saving the running count after each batch."""
