@@ -147,7 +147,7 @@ def test_logged_models_are_searched_tagged_and_deleted(
     assert [m.model_id for m in rest] == [first.model_id]
     ready = client.search_logged_models([experiment_id], filter_string="status = 'READY'")
     assert len(ready) == 2
-    for bad_filter in ("metrics.accuracy > 0.5", "name = 'a' OR name = 'b'", "flavor = 'x'"):
+    for bad_filter in ("metrics.accuracy > 'high'", "name = 'a' OR name = 'b'", "flavor = 'x'"):
         with pytest.raises(RestException) as raised:
             client.search_logged_models([experiment_id], filter_string=bad_filter)
         assert raised.value.error_code == "INVALID_PARAMETER_VALUE", bad_filter

@@ -6,6 +6,7 @@ which the artifact proxy maps to the logged model's package (see `app.mlflow.art
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import http_bodies
-from app.errors import InvalidValueError
+from app.errors import InvalidValueError, NotFoundError
 from app.mlflow import protocol
 from app.mlflow.artifacts import checked_path, directory_listing
 from app.mlflow.call import Call, Endpoint, MissingParameterError
@@ -22,6 +23,7 @@ from app.mlflow.protocol import logged_model_artifact_uri
 from app.mlflow.runs import find_run
 from app.models import Candidate, LoggedModel, Model
 from app.services import logged_models
+from app.services.logged_models import DatasetFilter
 from app.services.policy import Action
 from app.services.search import (
     EQ,
@@ -50,11 +52,22 @@ STATUS_NUMBERS = {
 _STRING_OPS = frozenset({"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"})
 _NUMERIC_OPS = frozenset({"=", "!=", "<", "<=", ">", ">="})
 
-# What a logged model search filters on: its attributes. Metrics, params and tags of
-# logged models are not searchable here and are refused as unknown prefixes.
+# What a logged model search filters on: its attributes, its metrics (any point of the
+# key, see `logged_models.metric_condition`), params and tags, as MLflow's
+# `mlflow/utils/search_logged_model_utils.py` parses them.
 LOGGED_MODEL_SEARCH = SearchSchema(
     subject="logged models",
-    prefixes={"attribute": "attribute", "attributes": "attribute", "attr": "attribute"},
+    prefixes={
+        "attribute": "attribute",
+        "attributes": "attribute",
+        "attr": "attribute",
+        "metric": "metric",
+        "metrics": "metric",
+        "param": "param",
+        "params": "param",
+        "tag": "tag",
+        "tags": "tag",
+    },
     attributes=attribute_specs(
         (("name",), False, _STRING_OPS),
         (("model_id",), False, _STRING_OPS),
@@ -64,17 +77,19 @@ LOGGED_MODEL_SEARCH = SearchSchema(
         (("creation_timestamp", "creation_time"), True, _NUMERIC_OPS),
         (("last_updated_timestamp", "last_updated_time"), True, _NUMERIC_OPS),
     ),
-    entity_ops={},
+    entity_ops={"metric": _NUMERIC_OPS, "param": _STRING_OPS, "tag": _STRING_OPS},
     order_attributes={},
 )
 
 
-def _source_run_id() -> sa.ScalarSelect[Any]:
-    return (
+def _source_run_id() -> sa.ColumnElement[Any]:
+    """The source run id as rendered: its candidate's, else the unknown id kept as sent."""
+    candidate_eid = (
         sa.select(Candidate.eid)
         .where(Candidate.id == LoggedModel.source_candidate_id)
         .scalar_subquery()
     )
+    return sa.func.coalesce(candidate_eid, LoggedModel.source_run_eid)
 
 
 ORDER_COLUMNS: dict[str, sa.SQLColumnExpression[Any]] = {
@@ -86,6 +101,11 @@ ORDER_COLUMNS: dict[str, sa.SQLColumnExpression[Any]] = {
     "creation_time": LoggedModel.created_at,
     "last_updated_timestamp": LoggedModel.updated_at,
     "last_updated_time": LoggedModel.updated_at,
+}
+# Each order_by spelling by the first spelling of its column: aliases order once.
+ORDER_KEYS = {
+    name: next(first for first, other in ORDER_COLUMNS.items() if other is column)
+    for name, column in ORDER_COLUMNS.items()
 }
 
 
@@ -105,11 +125,26 @@ def _known_status(value: str) -> str:
         return value
 
 
-def compile_filter(filter_string: str | None) -> list[sa.ColumnElement[bool]]:
-    """Conditions on `LoggedModel` for a logged model filter."""
+def compile_filter(
+    filter_string: str | None, datasets: Sequence[DatasetFilter] = ()
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions on `LoggedModel` for a logged model filter; metric filters count only
+    points on `datasets` when there are some, and `datasets` alone keeps the models with
+    a metric on one of them (MLflow's `_apply_filter_string_datasets_search_logged_models`)."""
     conditions: list[sa.ColumnElement[bool]] = []
-    for comparison in parse_filter(filter_string, LOGGED_MODEL_SEARCH):
+    comparisons = parse_filter(filter_string, LOGGED_MODEL_SEARCH)
+    if datasets and not any(comparison.entity == "metric" for comparison in comparisons):
+        conditions.append(logged_models.measured_on_condition(datasets))
+    for comparison in comparisons:
         key, op, value = comparison.key, comparison.op, comparison.value
+        if comparison.entity == "metric":
+            assert isinstance(value, float)
+            conditions.append(logged_models.metric_condition(key, op, value, datasets=datasets))
+            continue
+        if comparison.entity in ("param", "tag"):
+            pairs = LoggedModel.params if comparison.entity == "param" else LoggedModel.tags
+            conditions.append(logged_models.key_value_condition(pairs, key, op, value))
+            continue
         if key in ("creation_timestamp", "last_updated_timestamp"):
             assert isinstance(value, int)
             column = (
@@ -133,34 +168,74 @@ def compile_filter(filter_string: str | None) -> list[sa.ColumnElement[bool]]:
 
 
 def compile_order_by(entries: Sequence[dict[str, Any]]) -> list[sa.ColumnElement[Any]]:
-    """ORDER BY from MLflow's {field_name, ascending} objects; newest first by default."""
+    """ORDER BY from MLflow's {field_name, ascending, dataset_name, dataset_digest}
+    objects, then MLflow's tie-breakers: newest first, then model id (each unless ordered
+    by already). A `metrics.<key>` field sorts by the model's latest point of the key, on
+    the entry's dataset when it names one (MLflow's `_apply_order_by_search_logged_models`)."""
     clauses: list[sa.ColumnElement[Any]] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str | None, str | None]] = set()
     for entry in entries:
         field_name = entry.get("field_name")
         if not isinstance(field_name, str) or not field_name:
             raise MissingParameterError("order_by.field_name")
-        if entry.get("dataset_name") or entry.get("dataset_digest"):
-            raise InvalidValueError(
-                "Ordering logged models by a dataset's metrics is not supported", field="order_by"
-            )
-        key = field_name.removeprefix("attributes.")
-        column = ORDER_COLUMNS.get(key)
-        if column is None:
-            raise InvalidValueError(
-                f"Invalid order_by field '{field_name}' for logged models; valid fields are "
-                f"{', '.join(sorted(ORDER_COLUMNS))}",
-                field="order_by",
-            )
-        if key in seen:
-            raise InvalidValueError(f"order_by repeats '{field_name}'", field="order_by")
-        seen.add(key)
         ascending = entry.get("ascending", True)
         if not isinstance(ascending, bool):
             raise InvalidValueError("order_by.ascending must be a boolean", field="order_by")
-        ordered = column.asc() if ascending else column.desc()
-        clauses.append(sa.nulls_last(ordered))
+        dataset = DatasetFilter(
+            name=_optional_string(entry, "dataset_name"),
+            digest=_optional_string(entry, "dataset_digest"),
+        )
+        if field_name.startswith("metrics."):
+            key = field_name
+            ordering = logged_models.metric_order(
+                field_name.removeprefix("metrics."), ascending=ascending, dataset=dataset
+            )
+        else:
+            key = field_name.removeprefix("attributes.")
+            column = ORDER_COLUMNS.get(key)
+            if column is None:
+                raise InvalidValueError(
+                    f"Invalid order_by field '{field_name}' for logged models; valid fields "
+                    f"are metrics.<key> and {', '.join(sorted(ORDER_COLUMNS))}",
+                    field="order_by",
+                )
+            key = ORDER_KEYS[key]
+            dataset = DatasetFilter()
+            ordering = [sa.nulls_last(column.asc() if ascending else column.desc())]
+        if (key, dataset.name, dataset.digest) in seen:
+            raise InvalidValueError(f"order_by repeats '{field_name}'", field="order_by")
+        seen.add((key, dataset.name, dataset.digest))
+        clauses.extend(ordering)
+    ordered_keys = {key for key, _, _ in seen}
+    if "creation_timestamp" not in ordered_keys:
+        clauses.append(LoggedModel.created_at.desc())
+    if "model_id" not in ordered_keys:
+        clauses.append(LoggedModel.eid.asc())
     return clauses
+
+
+def _optional_string(entry: dict[str, Any], name: str) -> str | None:
+    value = entry.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidValueError(f"order_by.{name} must be a string", field="order_by")
+    return value
+
+
+def datasets_filter(entries: Sequence[dict[str, Any]]) -> list[DatasetFilter]:
+    """The request's `datasets`: each names a dataset, and may pin its digest."""
+    datasets = []
+    for entry in entries:
+        name, digest = entry.get("dataset_name"), entry.get("dataset_digest")
+        if not isinstance(name, str) or not name:
+            raise InvalidValueError(
+                "`dataset_name` in the `datasets` clause must be specified.", field="datasets"
+            )
+        if digest is not None and not isinstance(digest, str):
+            raise InvalidValueError("datasets.dataset_digest must be a string", field="datasets")
+        datasets.append(DatasetFilter(name=name, digest=digest or None))
+    return datasets
 
 
 # --- Rendering -----------------------------------------------------------------------------
@@ -208,6 +283,8 @@ async def render(session: AsyncSession, rows: Sequence[LoggedModel]) -> list[dic
             info["model_type"] = row.model_type
         if row.source_candidate_id is not None and row.source_candidate_id in run_ids:
             info["source_run_id"] = run_ids[row.source_candidate_id]
+        elif row.source_run_eid:
+            info["source_run_id"] = row.source_run_eid
         if row.status_message:
             info["status_message"] = row.status_message
         data = {
@@ -262,17 +339,18 @@ async def create(call: Call) -> dict[str, Any]:
     async with call.database.session() as session:
         project = await call.project(session, Action.WRITE)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
-        source = (
-            await find_run(session, project, source_run_id, include_deleted=False)
-            if source_run_id
-            else None
-        )
+        source = None
+        if source_run_id:
+            # MLflow keeps a source run id it does not know; so does the service.
+            with contextlib.suppress(NotFoundError):
+                source = await find_run(session, project, source_run_id, include_deleted=False)
         logged_model = await logged_models.create_logged_model(
             session,
             model=model,
             name=name,
             model_type=model_type,
             source_candidate=source,
+            source_run_id=source_run_id or None,
             params=params,
             tags=tags,
             actor=call.actor,
@@ -352,12 +430,7 @@ async def search(call: Call) -> dict[str, Any]:
     experiment_ids = call.strings("experiment_ids")
     if not experiment_ids:
         raise MissingParameterError("experiment_ids")
-    if call.objects("datasets"):
-        raise InvalidValueError(
-            "Searching logged models by their datasets' metrics is not supported",
-            field="datasets",
-        )
-    conditions = compile_filter(call.string("filter"))
+    conditions = compile_filter(call.string("filter"), datasets_filter(call.objects("datasets")))
     orders = compile_order_by(call.objects("order_by"))
     page = call.page(default=SEARCH_MAX_RESULTS_DEFAULT, threshold=SEARCH_MAX_RESULTS_THRESHOLD)
     iids = [experiment_iid(value) for value in experiment_ids]

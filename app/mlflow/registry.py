@@ -26,12 +26,15 @@ Model versions
 * Every version owns one candidate. With `run_id` (or a ``runs:/<run id>/...`` source, or
   a ``models:/m-...`` source whose logged model came from a run) the run's candidate is
   promoted. MLflow lets one run back several versions, we let a candidate back one: when
-  the run's candidate already backs a version (or is deleted), the new version gets a
-  fresh candidate and the run id is kept in the version metadata
-  ``mlflow.source.run_id``, which renders as `run_id` (and is hidden from the tags).
-  Without a run the version gets a fresh candidate, whose id is the version's `run_id`.
-  A `model_id` not already in the source is kept the same way in
-  ``mlflow.source.model_id``.
+  the run's candidate already backs a version (or is deleted), or no run has that id
+  (MLflow's registry does not check it), the new version gets a fresh candidate and the
+  run id is kept in the version metadata ``mlflow.source.run_id``, which renders as
+  `run_id` (and is hidden from the tags). Without a run the version gets a fresh
+  candidate, whose id is the version's `run_id`. A `model_id` not already in the source
+  is kept the same way in ``mlflow.source.model_id``.
+* A version made from a logged model (`model_id`, or a ``models:/m-...`` source) is
+  appended to that logged model's ``mlflow.modelVersions`` tag, a JSON list of
+  ``{"name", "version"}``, as MLflow's server does.
 * `source` is stored as given (``runs:/``, ``models:/m-...``, ``mlflow-artifacts:/``,
   ``s3://``...). As MLflow's server does, local paths and ``..`` segments are refused, a
   ``runs:/`` or ``models:/m-`` source must agree with `run_id` and `model_id`, and a
@@ -78,7 +81,7 @@ from app.models import (
     Project,
     VersionStage,
 )
-from app.services import key_values, models, users, validation, versions
+from app.services import key_values, logged_models, models, users, validation, versions
 from app.services import search as search_language
 from app.services.policy import Action
 
@@ -468,6 +471,7 @@ async def _lineage(
             run_id = await session.scalar(
                 sa.select(Candidate.eid).where(Candidate.id == logged_model.source_candidate_id)
             )
+        run_id = run_id or logged_model.source_run_eid
         return _Lineage(source, run_id, reference.model_id)
     referenced = await _referenced_version(session, project, reference)
     [rendered] = await render_versions(session, [referenced])
@@ -782,13 +786,27 @@ async def create_model_version(call: Call) -> dict[str, Any]:
         lineage = await _lineage(session, project, source, run_id, model_id)
         candidate = None
         if lineage.run_id is not None:
-            run = await find_run(session, project, lineage.run_id)
-            if run.model_version_id is None and run.state is LifecycleState.ACTIVE:
+            run = None
+            # MLflow's registry does not check that the run exists: an unknown one is kept.
+            with contextlib.suppress(NotFoundError):
+                run = await find_run(session, project, lineage.run_id)
+            if (
+                run is not None
+                and run.model_version_id is None
+                and run.state is LifecycleState.ACTIVE
+            ):
                 candidate = run
             else:
                 tags[SOURCE_RUN_ID_KEY] = lineage.run_id
-        if lineage.model_id is not None and lineage.model_id != _source_model_id(lineage.source):
-            tags[SOURCE_MODEL_ID_KEY] = lineage.model_id
+        logged_model = None
+        if lineage.model_id is not None:
+            if lineage.model_id != _source_model_id(lineage.source):
+                tags[SOURCE_MODEL_ID_KEY] = lineage.model_id
+            # Locked: the version is appended to its `mlflow.modelVersions` tag.
+            with contextlib.suppress(NotFoundError):
+                logged_model = await logged_models.get_logged_model(
+                    session, project=project, eid=lineage.model_id, for_update=True
+                )
         version = await versions.create_version(
             session,
             model=model,
@@ -797,6 +815,7 @@ async def create_model_version(call: Call) -> dict[str, Any]:
             description=description,
             source=lineage.source,
             metadata=tags,
+            logged_model=logged_model,
             actor=call.actor,
         )
         return {"model_version": await _render_version(session, version)}

@@ -33,6 +33,9 @@ class LoggedModel(Base):
     source_candidate_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("candidates.id", ondelete="SET NULL"), index=True
     )
+    # The source run id as sent when it names no run of the project: MLflow keeps it
+    # unchecked, so it reads back as given.
+    source_run_eid: Mapped[str | None] = mapped_column(sa.String(255))
     package_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("packages.id", ondelete="SET NULL"), index=True
     )

@@ -4,8 +4,10 @@ own (see `packages.logged_model_package`)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +19,7 @@ from app.models import Candidate, CandidateMetric, LifecycleState, LoggedModel, 
 from app.services import audit, validation
 from app.services.actor import Actor
 from app.services.candidates import VISIBLE_STATES, MetricPoint, metric_point
+from app.services.search import metric_value_condition, string_condition
 
 PENDING = "LOGGED_MODEL_PENDING"
 READY = "LOGGED_MODEL_READY"
@@ -24,6 +27,8 @@ UPLOAD_FAILED = "LOGGED_MODEL_UPLOAD_FAILED"
 STATUSES = (PENDING, READY, UPLOAD_FAILED)
 
 MAX_PARAMS_PER_REQUEST = 100
+# The tag listing the registry versions made from a logged model (mlflow.utils.mlflow_tags).
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 MAX_TAGS_PER_REQUEST = 100
 
 
@@ -74,11 +79,14 @@ async def create_logged_model(
     name: str | None = None,
     model_type: str | None = None,
     source_candidate: Candidate | None = None,
+    source_run_id: str | None = None,
     params: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
     actor: Actor | None = None,
 ) -> LoggedModel:
-    """A logged model of `model` (an experiment), PENDING until its files are uploaded."""
+    """A logged model of `model` (an experiment), PENDING until its files are uploaded.
+    It comes from `source_candidate`, or from `source_run_id`: a run id that names no run
+    of the project, kept as sent (MLflow's store does not check it either)."""
     if model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(
             f"Model '{model.display_name}' is deleted; restore it to log models in it",
@@ -86,6 +94,11 @@ async def create_logged_model(
         )
     if source_candidate is not None and source_candidate.project_id != model.project_id:
         raise NotFoundError(f"Run '{source_candidate.eid}' not found", field="source_run_id")
+    if source_run_id is not None and len(source_run_id) > validation.MAX_NAME_LENGTH:
+        raise InvalidValueError(
+            f"Source run id is longer than {validation.MAX_NAME_LENGTH} characters",
+            field="source_run_id",
+        )
     eid = new_eid()
     name = name or f"model-{eid[2:10]}"
     if len(name) > validation.MAX_NAME_LENGTH:
@@ -106,6 +119,7 @@ async def create_logged_model(
         status=PENDING,
         model_type=model_type or None,
         source_candidate_id=source_candidate.id if source_candidate is not None else None,
+        source_run_eid=source_run_id if source_candidate is None else None,
         params=_validated_params(params or {}),
         tags=_validated_tags(tags or {}),
         state=LifecycleState.ACTIVE,
@@ -233,6 +247,28 @@ async def set_tags(
     return logged_model
 
 
+async def record_model_version(
+    session: AsyncSession, *, logged_model: LoggedModel, name: str, number: int
+) -> None:
+    """List a version made from the logged model in its `mlflow.modelVersions` tag, as
+    MLflow's server does (`AbstractStore.set_model_versions_tags`): a JSON list of
+    {"name", "version"}, appended to, each version once (lock the row first). A value
+    that is not such a list was set by a client: it is kept as it is, never overwritten."""
+    entry: dict[str, Any] = {"name": name, "version": number}
+    listed: Any = []
+    if existing := logged_model.tags.get(MODEL_VERSIONS_TAG):
+        try:
+            listed = json.loads(existing)
+        except ValueError:
+            return
+    if not isinstance(listed, list) or entry in listed:
+        return
+    listed = [*listed, entry]
+    logged_model.tags = {**logged_model.tags, MODEL_VERSIONS_TAG: json.dumps(listed)}
+    logged_model.updated_at = utcnow()
+    await session.flush()
+
+
 async def delete_tag(session: AsyncSession, *, logged_model: LoggedModel, key: str) -> LoggedModel:
     _require_active(logged_model)
     if key not in logged_model.tags:
@@ -299,3 +335,112 @@ async def get_metrics_of(
         if logged_model_id is not None:
             found[logged_model_id].append((run_eid, metric_point(metric)))
     return found
+
+
+# --- Search by metrics, params and tags ---------------------------------------------------
+#
+# MLflow's store (`search_logged_models`) joins the logged model metric table: a metric
+# filter matches a model with at least one point of that key comparing true, restricted to
+# the request's datasets when it names some; `order_by` on a metric sorts by the model's
+# latest point of that key (newest timestamp, then highest step, then lowest run id),
+# models without one last. Here the points are the runs' metric history rows naming the
+# model (`CandidateMetric.logged_model_eid`), reached through its partial index.
+
+
+@dataclass(frozen=True)
+class DatasetFilter:
+    """A dataset whose metrics count: by name and by digest, each when given."""
+
+    name: str | None = None
+    digest: str | None = None
+
+
+def _points_of_logged_model(
+    key: str | None, datasets: Sequence[DatasetFilter]
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions on `CandidateMetric` (joined to its `Candidate`) selecting the points of
+    the enclosing query's `LoggedModel`, as `get_metrics_of` shows them."""
+    conditions = [
+        CandidateMetric.logged_model_eid == LoggedModel.eid,
+        Candidate.id == CandidateMetric.candidate_id,
+        # A run of another project naming this id does not speak for it.
+        Candidate.project_id == LoggedModel.project_id,
+        Candidate.state.in_(VISIBLE_STATES),
+    ]
+    if key is not None:
+        conditions.append(CandidateMetric.name == key)
+    # A dataset naming neither name nor digest restricts nothing.
+    datasets = [dataset for dataset in datasets if dataset.name or dataset.digest]
+    if datasets:
+        conditions.append(
+            sa.or_(
+                *(
+                    sa.and_(
+                        *((CandidateMetric.dataset_name == dataset.name,) if dataset.name else ()),
+                        *(
+                            (CandidateMetric.dataset_digest == dataset.digest,)
+                            if dataset.digest
+                            else ()
+                        ),
+                    )
+                    for dataset in datasets
+                )
+            )
+        )
+    return conditions
+
+
+def metric_condition(
+    key: str, op: str, value: float, *, datasets: Sequence[DatasetFilter] = ()
+) -> sa.ColumnElement[bool]:
+    """The logged model has a point of metric `key` (on one of `datasets`, if any) whose
+    value compares true."""
+    return (
+        sa.exists()
+        .where(
+            *_points_of_logged_model(key, datasets),
+            metric_value_condition(CandidateMetric.value, CandidateMetric.is_nan, op, value),
+        )
+        .correlate(LoggedModel)
+    )
+
+
+def measured_on_condition(datasets: Sequence[DatasetFilter]) -> sa.ColumnElement[bool]:
+    """The logged model has a metric point on one of `datasets` (MLflow's meaning of a
+    `datasets` clause without metric filters)."""
+    return sa.exists().where(*_points_of_logged_model(None, datasets)).correlate(LoggedModel)
+
+
+def key_value_condition(
+    column: sa.SQLColumnExpression[dict[str, str]], key: str, op: str, value: Any
+) -> sa.ColumnElement[bool]:
+    """A param or tag (`LoggedModel.params`/`.tags`) comparison: the model has the key,
+    with a matching value (MLflow's inner join: `!=` needs the key)."""
+    try:
+        validation.key(key)
+    except InvalidValueError:
+        # No logged model can hold a key its validation refuses.
+        return sa.false()
+    return string_condition(column[key].as_string(), op, value)
+
+
+def metric_order(
+    key: str, *, ascending: bool, dataset: DatasetFilter | None = None
+) -> list[sa.ColumnElement[Any]]:
+    """ORDER BY clauses on `LoggedModel` by its latest point of metric `key` (on
+    `dataset`, if given): numbers first, then NaN, then models without the metric."""
+    latest = (
+        sa.select()
+        .select_from(CandidateMetric)
+        .join(Candidate, Candidate.id == CandidateMetric.candidate_id)
+        .where(*_points_of_logged_model(key, (dataset,) if dataset is not None else ()))
+        .order_by(
+            CandidateMetric.timestamp.desc(), CandidateMetric.step.desc(), Candidate.eid.asc()
+        )
+        .limit(1)
+        .correlate(LoggedModel)
+    )
+    rank = latest.add_columns(sa.case((CandidateMetric.is_nan, 1), else_=0)).scalar_subquery()
+    value = latest.add_columns(CandidateMetric.value).scalar_subquery()
+    ordered = value.asc() if ascending else value.desc()
+    return [sa.func.coalesce(rank, 2).asc(), sa.nulls_last(ordered)]

@@ -1,7 +1,7 @@
 """MLflow's search language (`filter_string`, `order_by`, page tokens), compiled to SQL.
 The MLflow surface uses it for its searches, GraphQL for `Model.candidates(filter)`.
 
-The four MLflow searches map onto our tables:
+The MLflow searches map onto our tables:
 
 =====================  =================  ======================================
 MLflow search          rows               compiled by
@@ -10,6 +10,7 @@ runs                   `Candidate`        `compile_run_filter`, `compile_run_ord
 experiments            `Model`            `compile_experiment_filter`, `..._order_by`
 registered models      `Model`            `compile_registered_model_filter`, `..._order_by`
 model versions         `ModelVersion`     `compile_model_version_filter`, `..._order_by`
+logged models          `LoggedModel`      `app.mlflow.logged_models.compile_filter`
 =====================  =================  ======================================
 
 Every filter compiles to conditions on the row's own table: correlated EXISTS (or IN)
@@ -113,6 +114,7 @@ __all__ = [
     "decode_page_token",
     "encode_page_token",
     "like_to_glob",
+    "metric_value_condition",
     "ms_to_datetime",
     "next_page_token",
     "parse_filter",
@@ -1064,18 +1066,27 @@ def _run_name_condition(op: str, value: Value) -> sa.ColumnElement[bool]:
 
 def _metric_condition(key: str, op: str, value: float) -> sa.ColumnElement[bool]:
     metric = CandidateLatestMetric
-    if op == NE:
-        # IEEE: NaN differs from every number.
-        matches = sa.or_(metric.is_nan, metric.value != value)
-    else:
-        matches = sa.and_(~metric.is_nan, _COMPARE[op](metric.value, value))
     return sa.exists().where(
         metric.candidate_id == Candidate.id,
         # Lets PostgreSQL drive the search from the (model_id, name, value) index.
         metric.model_id == Candidate.model_id,
         metric.name == key,
-        matches,
+        metric_value_condition(metric.value, metric.is_nan, op, value),
     )
+
+
+def metric_value_condition(
+    value: sa.SQLColumnExpression[float | None],
+    is_nan: sa.SQLColumnExpression[bool],
+    op: str,
+    number: float,
+) -> sa.ColumnElement[bool]:
+    """A stored metric value (NaN kept as `is_nan`) compares true with `number`; shared
+    by run and logged model searches."""
+    if op == NE:
+        # IEEE: NaN differs from every number.
+        return sa.or_(is_nan, value != number)
+    return sa.and_(~is_nan, _COMPARE[op](value, number))
 
 
 def compile_run_order_by(order_by: Sequence[str] | None) -> list[sa.ColumnElement[Any]]:

@@ -27,6 +27,7 @@ from app.models import (
 )
 from app.services import audit, descriptions, jobs, key_values, policy, validation
 from app.services import candidates as candidate_service
+from app.services import logged_models as logged_model_service
 from app.services.actor import Actor
 from app.services.keyset import Sort, SortKey
 from app.services.models import destroyed_name
@@ -42,10 +43,13 @@ async def create_version(
     description: str | None = None,
     source: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    logged_model: LoggedModel | None = None,
     actor: Actor | None = None,
 ) -> ModelVersion:
     """Create the model's next version. With a candidate it is promoted; without one a
-    fresh candidate is created for the version. The semver defaults to `<number>.0.0`."""
+    fresh candidate is created for the version. The semver defaults to `<number>.0.0`.
+    A version made from an active `logged_model` (its row locked) is listed in that
+    logged model's `mlflow.modelVersions` tag."""
     if model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(f"Model '{model.display_name}' is deleted", field="model")
     if version is not None:
@@ -109,6 +113,10 @@ async def create_version(
     )
     if metadata:
         await set_version_metadata(session, version=model_version, items=metadata, actor=actor)
+    if logged_model is not None and logged_model.state is LifecycleState.ACTIVE:
+        await logged_model_service.record_model_version(
+            session, logged_model=logged_model, name=model.display_name, number=number
+        )
     return model_version
 
 
