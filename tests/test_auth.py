@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 from starlette.applications import Starlette
 
 from app.db import Database, utcnow
@@ -25,6 +24,7 @@ from app.models import AccessToken, AuditEvent, Membership, Project, Role, User,
 from app.services import auth, projects, users
 from app.services.actor import OPERATOR, SCOPE_API, SCOPE_READ_API
 from app.settings import Settings
+from tests.statements import recorded
 from workers.dispatch import create_dispatcher
 
 VIEWER = "{ viewer { user { username } } }"
@@ -770,20 +770,9 @@ async def test_authenticating_the_same_token_50_times_looks_it_up_in_the_databas
     database: Database, database_url: str, tmp_path: Path
 ) -> None:
     _, _, secret = await add_user(database, "alice")
-    statements: list[str] = []
-
-    def record(
-        connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
-        statements.append(statement)
-
     async with serving(database_url, tmp_path) as served:
-        engine = served.app.state.runtime.database.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with recorded() as statements:
             responses = [await served.graphql("{ version }", token=secret) for _ in range(50)]
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
 
     assert all(response.status_code == 200 for response in responses)
     token_lookups = [

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from app.models import Job
 from app.services import candidates, jobs, models, projects, users, versions
 from app.services.actor import Actor
 from app.services.candidates import MetricPoint
 from tests.graphql_support import ADMIN_USERNAME, GraphQLApi, edges_of, graphql_api
+from tests.statements import recorded
 
 PAGE = """
 query Page($path: String!, $first: Int!) {
@@ -48,23 +47,10 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[GraphQLApi]:
         yield served
 
 
-@pytest.fixture
-def statements() -> Iterator[list[str]]:
-    """Every SQL statement any engine of this process runs while the test does."""
-    seen: list[str] = []
-
-    def record(*arguments: Any) -> None:
-        seen.append(arguments[2])
-
-    event.listen(Engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(Engine, "before_cursor_execute", record)
-
-
 def queries(statements: list[str]) -> list[str]:
     """The statements that read or write data for the page, leaving out transaction
-    control, the embedded job runner (it polls the jobs table on its own schedule) and
-    the token check (cached for seconds, so a slow machine may see it again)."""
+    control and the token check (cached for seconds, so a slow machine may see it
+    again)."""
     return [
         statement
         for statement in statements
@@ -72,7 +58,7 @@ def queries(statements: list[str]) -> list[str]:
     ]
 
 
-_NOT_THE_PAGE = re.compile(r"\b(FROM|UPDATE|INTO) (jobs|access_tokens)\b")
+_NOT_THE_PAGE = re.compile(r"\bFROM access_tokens\b")
 
 
 async def jobs_settled(api: GraphQLApi) -> None:
@@ -118,17 +104,15 @@ async def seed(api: GraphQLApi, count: int) -> None:
                 )
 
 
-async def test_a_page_of_fifty_costs_the_statements_of_a_page_of_five(
-    api: GraphQLApi, statements: list[str]
-) -> None:
+async def test_a_page_of_fifty_costs_the_statements_of_a_page_of_five(api: GraphQLApi) -> None:
     await seed(api, 60)
     variables = {"path": api.project_path}
     await api.data(PAGE, {**variables, "first": 1})  # the token check is cached after this
     await jobs_settled(api)
     seen: dict[int, list[str]] = {}
     for size in (5, 50):
-        statements.clear()
-        page = (await api.data(PAGE, {**variables, "first": size}))["project"]["model"]
+        with recorded() as statements:
+            page = (await api.data(PAGE, {**variables, "first": size}))["project"]["model"]
         nodes = edges_of(page["candidates"])
         assert len(nodes) == size
         assert page["candidates"]["totalCount"] == 60
@@ -141,7 +125,7 @@ async def test_a_page_of_fifty_costs_the_statements_of_a_page_of_five(
     assert len(seen[5]) == len(seen[50]), seen
     # The project and the caller's role in it, the model, the page, its total; then
     # params, metrics, versions, aliases and authors of the page, one statement each.
-    assert len(seen[50]) <= 10, seen[50]
+    assert 8 <= len(seen[50]) <= 10, seen[50]
 
 
 COMPLEX_CASES = {
@@ -178,17 +162,17 @@ COMPLEX_CASES = {
 
 @pytest.mark.parametrize("case", list(COMPLEX_CASES))
 async def test_a_document_asking_too_much_is_refused_before_it_runs(
-    api: GraphQLApi, statements: list[str], case: str
+    api: GraphQLApi, case: str
 ) -> None:
     document, words = COMPLEX_CASES[case]
     await api.data("{ version }")
-    statements.clear()
-    body = await api.post(document, {"path": api.project_path, "n": 1000})
+    with recorded() as statements:
+        body = await api.post(document, {"path": api.project_path, "n": 1000})
     assert body.get("data") is None, body
     [error] = body["errors"]
     assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX", error
     assert words in error["message"]
-    assert statements == []
+    assert queries(statements) == []
 
 
 async def test_nested_pages_of_a_hundred_are_allowed(api: GraphQLApi) -> None:

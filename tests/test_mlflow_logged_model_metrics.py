@@ -8,19 +8,17 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Any
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Project
 from app.services import candidates, models
 from app.services.candidates import MetricPoint
+from tests.statements import recorded
 
 
 def _experiment_id(client: MlflowClient) -> str:
@@ -147,17 +145,9 @@ async def test_logging_a_batch_with_copies_costs_one_statement_per_table(
     candidate = await candidates.create_candidate(session, model=model)
     await session.flush()
     batch = [MetricPoint("loss", float(step % 3), timestamp=1, step=step) for step in range(500)]
-    seen: list[str] = []
-
-    def record(*arguments: Any) -> None:
-        seen.append(arguments[2])
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
+    with recorded() as seen:
         await candidates.log_batch(session, candidate=candidate, metrics=batch + batch)
         await candidates.log_batch(session, candidate=candidate, metrics=batch)
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
     writes = [statement.split("(")[0].strip() for statement in seen]
     assert (
         writes

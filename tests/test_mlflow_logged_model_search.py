@@ -10,15 +10,12 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Any
 
 import httpx
 import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModel, Metric
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.mlflow.logged_models import compile_filter, compile_order_by
@@ -27,6 +24,7 @@ from app.services import candidates, logged_models, models
 from app.services.candidates import MetricPoint
 from tests.clients import bearer
 from tests.live_server import LiveServer
+from tests.statements import recorded
 
 
 def _experiment_id(client: MlflowClient) -> str:
@@ -272,10 +270,6 @@ async def test_a_page_is_filtered_and_ordered_by_the_database_in_one_statement(
         ],
     )
     await session.flush()
-    seen: list[str] = []
-
-    def record(*arguments: Any) -> None:
-        seen.append(arguments[2])
 
     async def page(filter_string: str, offset: int) -> list[str]:
         rows = await logged_models.list_logged_models(
@@ -288,11 +282,8 @@ async def test_a_page_is_filtered_and_ordered_by_the_database_in_one_statement(
         )
         return [row.name for row in rows]
 
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
+    with recorded() as seen:
         first = await page("metrics.accuracy >= 2", 0)
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
     assert first == ["model-9", "model-8", "model-7", "model-6"]
     assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT")
     assert await page("metrics.accuracy != 5", 8) == ["model-0", "model-10"]
