@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import datetime as dt
 import enum
+import getpass
 import json
 import logging
 import sys
@@ -193,12 +194,25 @@ def export_schema(settings: Settings, args: argparse.Namespace) -> None:
 # --- users -----------------------------------------------------------------------------
 
 
+def _read_password() -> str:
+    """A password typed twice at a terminal, else the first line of stdin; never an
+    argument, which other users of the host could read in the process list."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise CommandError("the two passwords differ")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def user_create(settings: Settings, args: argparse.Namespace) -> None:
-    from app.services import users
+    from app.services import sessions, users
     from app.services.actor import OPERATOR
 
+    password = _read_password() if args.password else None
+
     async def work(session: AsyncSession) -> None:
-        await users.create_user(
+        user = await users.create_user(
             session,
             username=args.username,
             name=args.name,
@@ -206,9 +220,36 @@ def user_create(settings: Settings, args: argparse.Namespace) -> None:
             is_admin=args.admin,
             actor=OPERATOR,
         )
+        if password is not None:
+            await sessions.set_password(session, user=user, password=password, actor=OPERATOR)
 
     _in_session(settings, work)
     print(f"created user '{args.username}'")
+
+
+def user_set_password(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services import sessions, users
+    from app.services.actor import OPERATOR
+
+    password = _read_password()
+
+    async def work(session: AsyncSession) -> None:
+        user = await users.get_user(session, username=args.username)
+        await sessions.set_password(session, user=user, password=password, actor=OPERATOR)
+
+    _in_session(settings, work)
+    print(f"set the password of '{args.username}': their browser sessions ended")
+
+
+def user_sessions_revoke(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services import sessions, users
+
+    async def work(session: AsyncSession) -> int:
+        user = await users.get_user(session, username=args.username)
+        return await sessions.end_user_sessions(session, user=user)
+
+    ended = _in_session(settings, work)
+    print(f"ended {ended} browser session(s) of '{args.username}'")
 
 
 def user_list(settings: Settings, args: argparse.Namespace) -> None:
@@ -382,12 +423,9 @@ def member_add(settings: Settings, args: argparse.Namespace) -> None:
 def member_list(settings: Settings, args: argparse.Namespace) -> None:
     from app.services import projects
     from app.services.actor import OPERATOR
-    from app.services.policy import Action
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
-        project = await projects.find_project(
-            session, actor=OPERATOR, path=args.project, action=Action.READ
-        )
+        project = await projects.find_project(session, actor=OPERATOR, path=args.project)
         return [
             {"user": user.username, "name": user.name, "role": role}
             for user, role in await projects.list_members(session, project=project)
@@ -522,7 +560,28 @@ def _parser() -> argparse.ArgumentParser:
     user_create_parser.add_argument(
         "--admin", action="store_true", help="make the user an administrator"
     )
+    user_create_parser.add_argument(
+        "--password",
+        action="store_true",
+        help="give the user a password for signing in with a browser: typed at the prompt, "
+        "or the first line of stdin",
+    )
     user_create_parser.set_defaults(handler=user_create)
+    user_password_parser = user.add_parser(
+        "set-password",
+        help="set a user's password (prompted, or the first line of stdin); "
+        "their browser sessions end",
+    )
+    user_password_parser.add_argument("username", help="the user")
+    user_password_parser.set_defaults(handler=user_set_password)
+    user_sessions = user.add_parser(
+        "sessions", help="manage a user's browser sessions"
+    ).add_subparsers(required=True)
+    user_sessions_revoke_parser = user_sessions.add_parser(
+        "revoke", help="end every browser session of a user (within 10 s)"
+    )
+    user_sessions_revoke_parser.add_argument("username", help="the user")
+    user_sessions_revoke_parser.set_defaults(handler=user_sessions_revoke)
     user_list_parser = user.add_parser("list", help="list users, blocked ones included")
     _json_option(user_list_parser)
     user_list_parser.set_defaults(handler=user_list)

@@ -166,12 +166,14 @@ def _connect_or_report_unavailable(
 
 # Services put the ids of Job rows they wrote here; they are pushed after the commit.
 ENQUEUED_JOBS_KEY = "enqueued_job_ids"
+# And the change events they staged (`app.events.stage`), published after the commit.
+STAGED_EVENTS_KEY = "staged_events"
 
 
 class Database:
     """Owns the engine and hands out sessions; one per process. The ids of the jobs a
-    session enqueued go to `outbox` once that session committed (a fresh outbox, which
-    no dispatcher listens to yet, when none is given)."""
+    session enqueued, and the events it staged, go to `outbox` once that session
+    committed (a fresh outbox, which no one listens to yet, when none is given)."""
 
     def __init__(self, url: str, *, outbox: Outbox | None = None, **engine_options: Any) -> None:
         self.url = url
@@ -194,7 +196,7 @@ class Database:
             async with session.begin():
                 yield session
             job_ids: list[int] = session.info.pop(ENQUEUED_JOBS_KEY, [])
-            await self.outbox.committed(job_ids)
+            await self.outbox.committed(job_ids, session.info.pop(STAGED_EVENTS_KEY, []))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

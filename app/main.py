@@ -7,17 +7,22 @@ from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import ops, rest
+from app import ops, rest, sign_in
 from app.database_outage import DatabaseOutageMiddleware
 from app.db import Database
 from app.errors import NotFoundError
+from app.events import EventHub
 from app.graphql.endpoint import GraphQLEndpoint
 from app.graphql.endpoint import unavailable_response as graphql_unavailable
+from app.graphql.ide import STATIC_PATH, FrontendFiles
 from app.metrics import install_metrics
 from app.mlflow.routes import endpoint_not_found
 from app.mlflow.routes import routes as mlflow_routes
@@ -41,6 +46,33 @@ async def no_route(request: Request, error: Exception) -> Response:
     return PlainTextResponse("Not Found", status_code=404)
 
 
+class GraphQLCorsMiddleware:
+    """CORS for `/graphql` alone, for the origins of MODELREG_CORS_ORIGINS: their pages may
+    call it with a token, never with cookies (no Access-Control-Allow-Credentials). Other
+    origins and paths pass by untouched, so they get no CORS header at all."""
+
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+        self.app = app
+        self.origins = frozenset(origins)
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/graphql"
+            and Headers(scope=scope).get("origin") in self.origins
+        ):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None, *, dispatcher_factory: DispatcherFactory | None = None
 ) -> Starlette:
@@ -62,6 +94,10 @@ def create_app(
             redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
             if redis is not None:
                 cleanup.push_async_callback(redis.aclose)
+            events = EventHub(settings.redis_url)
+            await events.start()
+            cleanup.push_async_callback(events.close)
+            database.outbox.connect_events(events)
             artifacts = create_artifact_store(settings)
             await artifacts.start()
             cleanup.push_async_callback(artifacts.close)
@@ -69,20 +105,34 @@ def create_app(
             cleanup.push_async_callback(dispatcher.close)
             await dispatcher.start()
             app.state.runtime = Runtime(
-                settings=settings, database=database, redis=redis, artifacts=artifacts
+                settings=settings,
+                database=database,
+                redis=redis,
+                artifacts=artifacts,
+                events=events,
             )
             yield
 
+    graphql = GraphQLEndpoint()
     app = Starlette(
         routes=[
             *ops.routes,
-            Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Subscriptions (graphql-transport-ws).
+            WebSocketRoute("/graphql", graphql),
+            *sign_in.routes(),
+            Mount(STATIC_PATH, FrontendFiles()),
             # Before the MLflow surface, whose routes cover prefixes under /api.
             *rest_routes(),
             *mlflow_routes(),
         ],
         middleware=[
             Middleware(RequestLogMiddleware),
+            *(
+                [Middleware(GraphQLCorsMiddleware, origins=settings.cors_origins)]
+                if settings.cors_origins
+                else []
+            ),
             # A request that the database's absence failed answers 503 in its surface's
             # convention; the MLflow surface holds every path the others do not.
             Middleware(

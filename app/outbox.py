@@ -1,4 +1,5 @@
-"""Where committed jobs go: the hand-off from a transaction to the job dispatcher.
+"""Where committed jobs and events go: the hand-off from a transaction to the job
+dispatcher and the event hub.
 
 A `Database` is built with an `Outbox`. Once a session that enqueued jobs commits, the
 database gives their ids to `Outbox.committed`, which passes them to the dispatcher
@@ -6,6 +7,9 @@ connected at that moment (it hands them to a runner), or to no one: the rows the
 in the jobs table for the next sweep. The dispatchers live in `workers/`; `app/` knows
 them only through the `JobDispatcher` protocol, and `create_app` receives a
 `DispatcherFactory` from its caller (`modelreg serve` passes the workers' one).
+
+The events a committed transaction staged (`app.events.stage`) go the same way, to the
+connected `EventPublisher` (the process's `app.events.EventHub`), or to no one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from app.db import Database
+    from app.events import Event
     from app.settings import Settings
     from app.storage import ArtifactStore
 
@@ -31,6 +36,11 @@ class JobDispatcher(Protocol):
     async def close(self) -> None: ...
 
 
+class EventPublisher(Protocol):
+    async def publish(self, events: list[Event]) -> None:
+        """Hand committed events to their subscribers; never raises."""
+
+
 # Builds the process's dispatcher and connects it to `database.outbox`; jobs started
 # in this process use `artifacts`, its started store (None: each job opens its own).
 DispatcherFactory = Callable[
@@ -44,6 +54,7 @@ class Outbox:
 
     def __init__(self) -> None:
         self._dispatcher: JobDispatcher | None = None
+        self._publisher: EventPublisher | None = None
 
     @property
     def dispatcher(self) -> JobDispatcher | None:
@@ -57,6 +68,12 @@ class Outbox:
         if self._dispatcher is dispatcher:
             self._dispatcher = None
 
-    async def committed(self, job_ids: list[int]) -> None:
+    def connect_events(self, publisher: EventPublisher | None) -> None:
+        """Pass committed events to `publisher` (None: to no one)."""
+        self._publisher = publisher
+
+    async def committed(self, job_ids: list[int], events: list[Event] | None = None) -> None:
         if job_ids and self._dispatcher is not None:
             await self._dispatcher.push(job_ids)
+        if events and self._publisher is not None:
+            await self._publisher.publish(events)

@@ -6,10 +6,10 @@ import urllib.parse
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DATABASE_SCHEMES = {
     "sqlite": "sqlite+aiosqlite",
@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     # `modelreg worker` serves its job metrics on this port when set (none by default).
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "127.0.0.1"
+    # A browser sign-in lasts this many days (a fixed term from the sign-in, not sliding).
+    session_lifetime_days: float = Field(default=14, gt=0)
+    # Sign-in attempts that did not succeed: a username (or a client address) that made this
+    # many within the window is refused (429) until the window ends.
+    sign_in_attempts: int = Field(default=10, ge=1)
+    sign_in_address_attempts: int = Field(default=100, ge=1)
+    sign_in_window_seconds: float = Field(default=900, gt=0)
+    # Password sign-ins checked at once per API process (0: the number of CPUs); one that
+    # would wait longer than password_check_wait_seconds for its turn is refused (503).
+    password_checks_at_once: int = Field(default=0, ge=0)
+    password_check_wait_seconds: float = Field(default=5, ge=0)
+    # Comma-separated origins (https://app.example.com) whose pages may call /graphql with
+    # a token; never with cookies (no credentials are allowed). None by default.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("database_url")
     @classmethod
@@ -96,6 +110,30 @@ class Settings(BaseSettings):
         if parsed.query or parsed.fragment:
             raise ValueError("must not have a query or a fragment")
         return value.rstrip("/")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins_are_origins(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a comma-separated list of origins")
+        origins = []
+        for origin in value:
+            parsed = urllib.parse.urlsplit(str(origin))
+            if (
+                parsed.scheme not in ("http", "https")
+                or not parsed.netloc
+                or parsed.path
+                or parsed.query
+                or parsed.fragment
+            ):
+                raise ValueError(
+                    f"'{origin}' is not an origin: write scheme://host[:port], "
+                    "e.g. https://app.example.com"
+                )
+            origins.append(f"{parsed.scheme}://{parsed.netloc}")
+        return tuple(origins)
 
     @field_validator("redis_url")
     @classmethod

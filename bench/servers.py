@@ -1,7 +1,10 @@
 """Start and stop the servers under test, each on a free loopback port.
 
 Every server runs in a session of its own and is stopped through its process id (its
-process group, so that worker children go too) when its context manager exits.
+process group, so that worker children go too) when its context manager exits. Spawning,
+waiting for readiness, stopping and the throwaway PostgreSQL cluster are the test suite's
+(`tests.services`); this module adds the servers compared, their venvs and the RSS and CPU
+sampling.
 """
 
 from __future__ import annotations
@@ -9,21 +12,25 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LOOPBACK = "127.0.0.1"
+from tests.services import (
+    LOOPBACK,
+    answers,
+    free_port,
+    log_tail,
+    postgres_cluster,
+    running,
+    spawn,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 REPO_VENV = REPO / ".venv"
 ADMIN_TOKEN = "bench-admin-token-0123456789"
@@ -54,13 +61,6 @@ class Server:
     details: dict[str, str] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # --- processes ---------------------------------------------------------------------------
 
 
@@ -79,84 +79,9 @@ def _spawn(
     *,
     cwd: Path,
     env: dict[str, str] | None = None,
-    account: pwd.struct_passwd | None = None,
 ) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env if env is not None else _environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            user=account.pw_uid if account else None,
-            group=account.pw_gid if account else None,
-            extra_groups=[] if account else None,
-        )
-
-
-def _stop(process: subprocess.Popen[bytes], stop_signal: signal.Signals, *, group: bool) -> None:
-    """Signal the process (or its process group) by id; kill the group if it hangs."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(process.pid, stop_signal)
-            else:
-                process.send_signal(stop_signal)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    # Children left behind by a parent that exited first share its process group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def log_tail(log_path: Path, lines: int = 20) -> str:
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {log_path})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _wait_until_ready(
-    name: str,
-    process: subprocess.Popen[bytes],
-    log_path: Path,
-    is_ready: Callable[[], bool],
-    timeout: float = START_TIMEOUT,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not is_ready():
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{name} exited with code {process.returncode} before it was ready; "
-                f"last lines of {log_path}:\n{log_tail(log_path)}"
-            )
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"{name} was not ready within {timeout:.0f}s; last lines of {log_path}:\n"
-                f"{log_tail(log_path)}"
-            )
-        time.sleep(0.2)
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def answers(url: str, *, status: int | None = None) -> bool:
-    """Whether `url` answers over HTTP (with `status`, if given)."""
-    try:
-        with _NO_PROXY.open(url, timeout=2) as response:
-            return status is None or response.status == status
-    except urllib.error.HTTPError as error:
-        return status is None or error.code == status
-    except OSError:
-        return False
+    """`spawn` with the benchmark's environment unless `env` is given."""
+    return spawn(command, log_path, cwd=cwd, env=env if env is not None else _environment())
 
 
 @contextlib.contextmanager
@@ -165,15 +90,20 @@ def _serving(
     process: subprocess.Popen[bytes],
     log_path: Path,
     is_ready: Callable[[], bool],
-    *,
-    stop_signal: signal.Signals = signal.SIGTERM,
-    group: bool = True,
 ) -> Iterator[None]:
-    try:
-        _wait_until_ready(name, process, log_path, is_ready)
+    """Wait for a server, then stop its whole process group with SIGTERM however the body
+    ends."""
+    with running(
+        name,
+        process,
+        log_path,
+        is_ready,
+        signal.SIGTERM,
+        group=True,
+        start_timeout=START_TIMEOUT,
+        stop_timeout=STOP_TIMEOUT,
+    ):
         yield
-    finally:
-        _stop(process, stop_signal, group=group)
 
 
 # --- virtual environments ----------------------------------------------------------------
@@ -207,7 +137,7 @@ def ensure_venv(directory: Path, requirement: str, log_path: Path) -> Path:
             if result.returncode != 0:
                 raise RuntimeError(
                     f"installing '{requirement}' failed (exit {result.returncode}); "
-                    f"last lines of {log_path}:\n{log_tail(log_path)}"
+                    f"{log_tail(log_path)}"
                 )
     marker.write_text(requirement)
     return bindir
@@ -360,79 +290,21 @@ class Postgres:
     pid: int
 
 
-def _postgres_account() -> pwd.struct_passwd | None:
-    """PostgreSQL refuses to run as root: as root, run it as the `postgres` user."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam("postgres")
-    except KeyError:
-        raise RuntimeError(
-            "running as root, and there is no 'postgres' user to run it as"
-        ) from None
-
-
 @contextlib.contextmanager
 def postgres_server(workdir: Path) -> Iterator[Postgres]:
     """A throwaway PostgreSQL 15 cluster with its default (durable) settings."""
-    bindir = POSTGRES_BINDIR
-    if not (bindir / "postgres").is_file():
-        raise RuntimeError(f"PostgreSQL binaries not found in {bindir}")
-    account = _postgres_account()
-    cluster = Path(tempfile.mkdtemp(prefix="modelreg-bench-postgres-"))
-    if account is not None:
-        os.chown(cluster, account.pw_uid, account.pw_gid)
-    try:
-        data = cluster / "data"
-        initdb = [
-            str(bindir / "initdb"),
-            f"--pgdata={data}",
-            "--username=postgres",
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-        ]
-        initdb_log = workdir / "initdb.log"
-        if _spawn(initdb, initdb_log, cwd=cluster, account=account).wait() != 0:
-            raise RuntimeError(f"initdb failed:\n{log_tail(initdb_log)}")
-        port = free_port()
-        settings = {
-            "listen_addresses": LOOPBACK,
-            "port": str(port),
-            "unix_socket_directories": str(cluster),
-            "max_connections": "100",
-        }
-        command = [str(bindir / "postgres"), "-D", str(data)]
-        for name, value in settings.items():
-            command += ["-c", f"{name}={value}"]
-        log_path = workdir / "postgres.log"
-        is_ready = [
-            str(bindir / "pg_isready"),
-            *("--host", LOOPBACK, "--port", str(port), "--username", "postgres", "--quiet"),
-        ]
-
-        def accepts_connections() -> bool:
-            return subprocess.run(is_ready, check=False, timeout=10).returncode == 0
-
-        process = _spawn(command, log_path, cwd=cluster, account=account)
-        # SIGINT is PostgreSQL's fast shutdown; it goes to the postmaster, which stops
-        # its backends.
-        with _serving(
-            "PostgreSQL",
-            process,
-            log_path,
-            accepts_connections,
-            stop_signal=signal.SIGINT,
-            group=False,
-        ):
-            version = subprocess.run(
-                [str(bindir / "postgres"), "--version"], capture_output=True, text=True
-            ).stdout.strip()
-            yield Postgres(
-                f"postgresql://postgres@{LOOPBACK}:{port}/postgres", version, process.pid
-            )
-    finally:
-        shutil.rmtree(cluster, ignore_errors=True)
+    with postgres_cluster(
+        workdir,
+        bindir=POSTGRES_BINDIR,
+        durable=True,
+        max_connections=100,
+        start_timeout=START_TIMEOUT,
+        stop_timeout=STOP_TIMEOUT,
+    ) as cluster:
+        version = subprocess.run(
+            [str(POSTGRES_BINDIR / "postgres"), "--version"], capture_output=True, text=True
+        ).stdout.strip()
+        yield Postgres(cluster.url(), version, cluster.pid)
 
 
 # --- memory and CPU ---------------------------------------------------------------------

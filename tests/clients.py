@@ -1,15 +1,19 @@
-"""Driving the in-process app over HTTP in tests."""
+"""Driving the in-process app over HTTP in tests, and waiting for the jobs it started."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
+from app.db import Database
 from app.main import create_app
+from app.models import Job, JobStatus
 from app.settings import Settings
 from workers.dispatch import create_dispatcher
 
@@ -58,3 +62,15 @@ async def graphql(
     assert "errors" not in body, body
     data: dict[str, Any] = body["data"]
     return data
+
+
+async def jobs_settled(database: Database) -> None:
+    """Wait until the server's in-process runner finished every job; fail on a failed one."""
+    for _ in range(600):
+        async with database.session(read_only=True) as session:
+            statuses = list(await session.scalars(sa.select(Job.status)))
+        assert JobStatus.FAILED not in statuses
+        if all(status is JobStatus.SUCCEEDED for status in statuses):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"jobs still unfinished: {statuses}")

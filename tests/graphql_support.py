@@ -25,7 +25,7 @@ ADMIN_USERNAME = "root"
 
 ERROR_FIELDS = "__typename ... on Error { message code field }"
 
-JOB_FIELDS = "id kind status progress attempts error createdAt finishedAt"
+JOB_FIELDS = "id kind status progress { done total details } attempts error createdAt finishedAt"
 
 
 @dataclass

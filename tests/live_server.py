@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,6 +33,20 @@ class LiveServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def ask(self, document: str, **variables: Any) -> dict[str, Any]:
+        """The data of a GraphQL request of the administrator, which must succeed."""
+        response = httpx.post(
+            f"{self.url}/graphql",
+            json={"query": document, "variables": variables},
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        assert "errors" not in body, body
+        data: dict[str, Any] = body["data"]
+        return data
 
 
 @contextlib.contextmanager

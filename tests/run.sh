@@ -4,7 +4,8 @@
 #   bash tests/run.sh [pytest arguments...]
 #
 # It prepares what it needs: a .venv with the project and its test extra, and the
-# PostgreSQL and Redis server binaries (Debian packages, installed when running as root).
+# PostgreSQL and Redis server binaries and Chromium for the browser tests (Debian
+# packages, installed when running as root).
 # The pytest session starts its own throwaway servers (see tests/services.py).
 set -euo pipefail
 
@@ -27,17 +28,17 @@ have_initdb() {
     command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 
-if ! have_initdb || ! command -v redis-server >/dev/null 2>&1; then
+if ! have_initdb || ! command -v redis-server >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "Installing the postgresql and redis-server packages..." >&2
+        echo "Installing the postgresql, redis-server and chromium packages..." >&2
         apt-get update -qq
         # Debian's postgresql package may create and start a cluster on port 5432; the
         # tests do not use it: they start their own servers on free ports.
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            postgresql redis-server >/dev/null
+            postgresql redis-server chromium >/dev/null
     else
-        echo "warning: PostgreSQL (initdb) or redis-server not found; install the" \
-            "Debian packages 'postgresql' and 'redis-server' (as root)" >&2
+        echo "warning: PostgreSQL (initdb), redis-server or chromium not found; install the" \
+            "Debian packages 'postgresql', 'redis-server' and 'chromium' (as root)" >&2
     fi
 fi
 

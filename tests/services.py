@@ -1,13 +1,19 @@
-"""Real, throwaway servers for the test session: PostgreSQL, Redis and S3 (moto).
+"""Real, throwaway servers for the test session and the benchmark: PostgreSQL, Redis and
+S3 (moto), and the process plumbing any server under test needs.
 
-Each server listens on a free loopback port, logs into the given work directory and is
-stopped through its process id when its context manager exits, even if the body raised.
+Each server listens on a free loopback port (`free_port`), logs into the given work
+directory, runs in a session of its own (`spawn`: Ctrl-C in the terminal reaches the test
+or benchmark runner only, whose teardown then stops the servers in order) and is stopped
+through its process id when its context manager exits, even if the body raised
+(`running`, `stop_process`).
 
     with postgres_server(tmp) as database_url, redis_server(tmp) as redis_url:
         ...
 
 `RedisServer` can also be stopped and started again on the same port in the middle of a
-test, to check what happens while Redis is down.
+test, to check what happens while Redis is down. The benchmark (`bench.servers`) starts its
+own servers with the same `spawn`, `running` and `answers`, and its PostgreSQL with
+`postgres_cluster`.
 """
 
 from __future__ import annotations
@@ -26,17 +32,26 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 __all__ = [
+    "LOOPBACK",
     "POSTGRES_USER",
+    "PostgresCluster",
     "RedisServer",
+    "answers",
     "free_port",
+    "log_tail",
+    "postgres_cluster",
     "postgres_server",
     "redis_server",
+    "running",
     "s3_server",
+    "spawn",
     "stop_process",
+    "wait_until_ready",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -58,27 +73,28 @@ def free_port() -> int:
 # --- processes ---------------------------------------------------------------------------
 
 
-def _spawn(
+def spawn(
     command: list[str],
     log_path: Path,
     *,
     cwd: Path,
+    env: dict[str, str] | None = None,
     account: pwd.struct_passwd | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `command` in its own session with its output appended to `log_path`.
+    """Start `command` in a session (and process group) of its own, with its output appended
+    to `log_path` and `env` as its whole environment (None: ours).
 
     With `account`, the process runs as that user (used to run PostgreSQL as `postgres`
-    when the tests run as root).
+    when running as root).
     """
     with log_path.open("ab") as log:
         return subprocess.Popen(
             command,
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            # A session of its own: Ctrl-C in the terminal reaches pytest only, whose
-            # teardown then stops the server in order.
             start_new_session=True,
             user=account.pw_uid if account else None,
             group=account.pw_gid if account else None,
@@ -87,25 +103,41 @@ def _spawn(
 
 
 def stop_process(
-    process: subprocess.Popen[bytes], stop_signal: signal.Signals = signal.SIGTERM
+    process: subprocess.Popen[bytes],
+    stop_signal: signal.Signals = signal.SIGTERM,
+    *,
+    group: bool = False,
+    timeout: float = STOP_TIMEOUT,
 ) -> None:
     """Send `stop_signal` to the process and wait; kill it if it hangs (with its process
-    group when it leads one, which also reaches children such as PostgreSQL backends)."""
-    if process.poll() is not None:
-        return
-    process.send_signal(stop_signal)
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
+    group when it leads one, which also reaches children such as PostgreSQL backends).
+
+    With `group` (a process `spawn` started), the signal goes to its whole process group,
+    and whatever is left of that group once the process is gone is killed: workers of a
+    server whose parent exited first.
+    """
+    if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            if os.getpgid(process.pid) == process.pid:
-                os.killpg(process.pid, signal.SIGKILL)
+            if group:
+                os.killpg(process.pid, stop_signal)
             else:
-                process.kill()
-        process.wait()
+                process.send_signal(stop_signal)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(process.pid) == process.pid:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+            process.wait()
+    if group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
-def _log_tail(log_path: Path, lines: int = 30) -> str:
+def log_tail(log_path: Path, lines: int = 30) -> str:
+    """The last `lines` of a server's log, introduced by its path, for error messages."""
     try:
         text = log_path.read_text(errors="replace")
     except OSError:
@@ -114,7 +146,7 @@ def _log_tail(log_path: Path, lines: int = 30) -> str:
     return f"last lines of {log_path}:\n{tail}"
 
 
-def _wait_until_ready(
+def wait_until_ready(
     name: str,
     process: subprocess.Popen[bytes],
     log_path: Path,
@@ -127,29 +159,50 @@ def _wait_until_ready(
         if process.poll() is not None:
             raise RuntimeError(
                 f"{name} exited with code {process.returncode} before accepting "
-                f"connections; {_log_tail(log_path)}"
+                f"connections; {log_tail(log_path)}"
             )
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"{name} did not accept connections within {timeout:.0f}s; {_log_tail(log_path)}"
+                f"{name} did not accept connections within {timeout:.0f}s; {log_tail(log_path)}"
             )
         time.sleep(0.1)
 
 
 @contextlib.contextmanager
-def _running(
+def running(
     name: str,
     process: subprocess.Popen[bytes],
     log_path: Path,
     is_ready: Callable[[], bool],
-    stop_signal: signal.Signals,
+    stop_signal: signal.Signals = signal.SIGTERM,
+    *,
+    group: bool = False,
+    start_timeout: float = START_TIMEOUT,
+    stop_timeout: float = STOP_TIMEOUT,
 ) -> Iterator[None]:
-    """Wait for a started server, and stop it however the body (or the wait) ends."""
+    """Wait for a started server, and stop it however the body (or the wait) ends
+    (`stop_process` with `stop_signal` and `group`)."""
     try:
-        _wait_until_ready(name, process, log_path, is_ready)
+        wait_until_ready(name, process, log_path, is_ready, start_timeout)
         yield
     finally:
-        stop_process(process, stop_signal)
+        stop_process(process, stop_signal, group=group, timeout=stop_timeout)
+
+
+# Talk to local servers directly even when an HTTP proxy is configured.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def answers(url: str, *, status: int | None = None) -> bool:
+    """Whether `url` answers over HTTP: with `status` if given, else with anything (even an
+    error status means it is serving)."""
+    try:
+        with _NO_PROXY.open(url, timeout=2) as response:
+            return status is None or response.status == status
+    except urllib.error.HTTPError as error:
+        return status is None or error.code == status
+    except OSError:
+        return False
 
 
 def _require(binary: str, package: str) -> str:
@@ -213,15 +266,40 @@ def _cluster_directory(workdir: Path, account: pwd.struct_passwd | None) -> Path
     return directory
 
 
-@contextlib.contextmanager
-def postgres_server(workdir: Path) -> Iterator[str]:
-    """A fresh PostgreSQL cluster; yields its URL for SQLAlchemy with asyncpg.
+@dataclass(frozen=True)
+class PostgresCluster:
+    """A running throwaway cluster: its port on the loopback interface and its postmaster."""
 
-    The URL is `postgresql+asyncpg://postgres@127.0.0.1:PORT/postgres`: a superuser with
-    trust authentication, so it can create databases. The settings trade durability for
-    speed (no fsync), which suits throwaway test data.
+    port: int
+    pid: int
+
+    def url(self, scheme: str = "postgresql") -> str:
+        """The superuser's URL of the `postgres` database (``postgresql+asyncpg`` for
+        SQLAlchemy with asyncpg)."""
+        return f"{scheme}://{POSTGRES_USER}@{LOOPBACK}:{self.port}/postgres"
+
+
+@contextlib.contextmanager
+def postgres_cluster(
+    workdir: Path,
+    *,
+    bindir: Path | None = None,
+    durable: bool = False,
+    max_connections: int = 200,
+    start_timeout: float = START_TIMEOUT,
+    stop_timeout: float = STOP_TIMEOUT,
+) -> Iterator[PostgresCluster]:
+    """A fresh PostgreSQL cluster from `bindir` (default: found on PATH or the newest
+    Debian one), removed when the context exits.
+
+    Its superuser `postgres` has trust authentication, so it can create databases. Unless
+    `durable`, the settings trade durability for speed (no fsync), which suits throwaway
+    test data; a benchmark wants PostgreSQL's defaults.
     """
-    bindir = _postgres_bindir()
+    if bindir is None:
+        bindir = _postgres_bindir()
+    elif not (bindir / "postgres").is_file():
+        raise RuntimeError(f"PostgreSQL binaries not found in {bindir}")
     account = _postgres_account()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "postgres.log"
@@ -235,22 +313,21 @@ def postgres_server(workdir: Path) -> Iterator[str]:
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C",
-            "--no-sync",
+            *([] if durable else ["--no-sync"]),
         ]
         initdb_log = workdir / "initdb.log"
-        if _spawn(initdb, initdb_log, cwd=cluster, account=account).wait() != 0:
-            raise RuntimeError(f"initdb failed; {_log_tail(initdb_log)}")
+        if spawn(initdb, initdb_log, cwd=cluster, account=account).wait() != 0:
+            raise RuntimeError(f"initdb failed; {log_tail(initdb_log)}")
 
         port = free_port()
         settings = {
             "listen_addresses": LOOPBACK,
             "port": str(port),
             "unix_socket_directories": str(cluster),
-            "max_connections": "200",
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
+            "max_connections": str(max_connections),
         }
+        if not durable:
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         server = [str(bindir / "postgres"), "-D", str(data)]
         for name, value in settings.items():
             server += ["-c", f"{name}={value}"]
@@ -263,13 +340,29 @@ def postgres_server(workdir: Path) -> Iterator[str]:
         def accepts_connections() -> bool:
             return subprocess.run(is_ready, check=False, timeout=10).returncode == 0
 
-        process = _spawn(server, log_path, cwd=cluster, account=account)
-        # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients that a
-        # test left connected, unlike SIGTERM's "smart" shutdown.
-        with _running("PostgreSQL", process, log_path, accepts_connections, signal.SIGINT):
-            yield f"postgresql+asyncpg://{POSTGRES_USER}@{LOOPBACK}:{port}/postgres"
+        process = spawn(server, log_path, cwd=cluster, account=account)
+        # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients left
+        # connected, unlike SIGTERM's "smart" shutdown; the postmaster stops its backends.
+        with running(
+            "PostgreSQL",
+            process,
+            log_path,
+            accepts_connections,
+            signal.SIGINT,
+            start_timeout=start_timeout,
+            stop_timeout=stop_timeout,
+        ):
+            yield PostgresCluster(port=port, pid=process.pid)
     finally:
         shutil.rmtree(cluster, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    """A fresh, fast (not durable) PostgreSQL cluster; yields its URL for SQLAlchemy with
+    asyncpg, `postgresql+asyncpg://postgres@127.0.0.1:PORT/postgres`."""
+    with postgres_cluster(workdir) as cluster:
+        yield cluster.url("postgresql+asyncpg")
 
 
 # --- Redis -------------------------------------------------------------------------------
@@ -323,10 +416,10 @@ class RedisServer:
             *("--save", "", "--appendonly", "no"),
             *("--dir", str(self.workdir), "--daemonize", "no"),
         ]
-        process = _spawn(command, self.log_path, cwd=self.workdir)
+        process = spawn(command, self.log_path, cwd=self.workdir)
         self._process = process
         try:
-            _wait_until_ready(
+            wait_until_ready(
                 "redis-server", process, self.log_path, lambda: _redis_answers_ping(self.port)
             )
         except BaseException:
@@ -361,19 +454,6 @@ def redis_server(workdir: Path) -> Iterator[str]:
 
 # --- S3 (moto) ---------------------------------------------------------------------------
 
-# Talk to the local server directly even when an HTTP proxy is configured.
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _answers_http(url: str) -> bool:
-    try:
-        with _NO_PROXY.open(url, timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer, even an error status, means it is serving
-    except OSError:
-        return False
-
 
 @contextlib.contextmanager
 def s3_server(workdir: Path) -> Iterator[str]:
@@ -390,8 +470,8 @@ def s3_server(workdir: Path) -> Iterator[str]:
     command = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
 
     def is_serving() -> bool:
-        return _answers_http(endpoint)
+        return answers(endpoint)
 
-    process = _spawn(command, log_path, cwd=workdir)
-    with _running("moto server", process, log_path, is_serving, signal.SIGTERM):
+    process = spawn(command, log_path, cwd=workdir)
+    with running("moto server", process, log_path, is_serving, signal.SIGTERM):
         yield endpoint

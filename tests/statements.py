@@ -10,6 +10,7 @@ rest of the process is.
 from __future__ import annotations
 
 import contextvars
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,3 +42,17 @@ def recorded() -> Iterator[list[str]]:
     finally:
         event.remove(Engine, "before_cursor_execute", _record)
         _recording.reset(token)
+
+
+def queries(statements: list[str]) -> list[str]:
+    """The statements that read or write data for the page, leaving out transaction
+    control and the token check (cached for seconds, so a slow machine may see it
+    again)."""
+    return [
+        statement
+        for statement in statements
+        if not statement.startswith("BEGIN") and not _NOT_THE_PAGE.search(statement)
+    ]
+
+
+_NOT_THE_PAGE = re.compile(r"\bFROM access_tokens\b")

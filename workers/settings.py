@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.db import Database
+from app.events import EventHub
 from app.settings import Settings, SettingsError
 from app.storage import ArtifactStore, create_artifact_store
 from workers.dispatch import RUN_JOB, ArqDispatcher
@@ -109,15 +110,27 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         dispatcher = ArqDispatcher(settings, database, ctx["redis"], owns_redis=False)
         # Jobs that jobs enqueue are pushed after their commit, as in the API.
         database.outbox.connect(dispatcher)
+        # So are the jobs' progress events, to the subscribers of every API process.
+        events = EventHub(settings.redis_url)
+        await events.start()
+        database.outbox.connect_events(events)
         artifacts = create_artifact_store(settings)
         await artifacts.start()
-        ctx.update(settings=settings, database=database, dispatcher=dispatcher, artifacts=artifacts)
+        ctx.update(
+            settings=settings,
+            database=database,
+            dispatcher=dispatcher,
+            artifacts=artifacts,
+            events=events,
+        )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         dispatcher: ArqDispatcher = ctx["dispatcher"]
         database: Database = ctx["database"]
         artifacts: ArtifactStore = ctx["artifacts"]
+        events: EventHub = ctx["events"]
         await dispatcher.close()
+        await events.close()
         await artifacts.close()
         await database.dispose()
 

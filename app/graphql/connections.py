@@ -1,23 +1,25 @@
 """Relay cursor connections: every list that can grow is one, with `pageInfo` and
-`totalCount`, paged by keyset cursors (app/services/keyset.py)."""
+`totalCount`, paged by keyset cursors. A resolver turns its arguments into a
+`keyset.Window` (`window`), asks a service for the page, and renders it (`connection`);
+the total is counted, in the same session as the page, only when the query selects
+`totalCount`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
-import sqlalchemy as sa
 import strawberry
 from strawberry import relay
+from strawberry.types.nodes import SelectedField, Selection
 
-from app.db import Database
-from app.errors import InvalidValueError
+from app.graphql.context import Info
 from app.services import keyset
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = keyset.DEFAULT_PAGE_SIZE
 
 NodeType = TypeVar("NodeType")
+Row = TypeVar("Row")
 
 
 @strawberry.type(description="An item of a page, with its cursor.")
@@ -30,49 +32,48 @@ class Edge(Generic[NodeType]):
 class Connection(Generic[NodeType]):
     edges: list[Edge[NodeType]]
     page_info: relay.PageInfo
-    count: strawberry.Private[Callable[[], Awaitable[int]]]
+    total: strawberry.Private[int | None]
 
     @strawberry.field
-    async def total_count(self) -> int:
+    def total_count(self) -> int:
         """How many items the whole list holds, across all pages."""
-        return await self.count()
+        # `window` asks for the count whenever the query selects this field.
+        assert self.total is not None
+        return self.total
 
 
-def page_size(first: int | None, last: int | None) -> int:
-    """The number of items a page asks for; refuses what Relay and our limits do not allow."""
-    if first is not None and last is not None:
-        raise InvalidValueError("Pass `first` or `last`, not both", field="first")
-    for name, value in (("first", first), ("last", last)):
-        if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
-            raise InvalidValueError(
-                f"`{name}` must be between 0 and {MAX_PAGE_SIZE}, not {value}", field=name
-            )
-    size = first if first is not None else last
-    return DEFAULT_PAGE_SIZE if size is None else size
-
-
-async def paginate(
-    database: Database,
-    query: sa.Select[Any],
-    sort: keyset.Sort,
+def window(
+    info: Info,
     *,
     first: int | None,
     after: str | None,
     last: int | None,
     before: str | None,
-    node: Callable[[Any], NodeType],
+) -> keyset.Window:
+    """The window a connection field's arguments ask for; it counts the whole list when
+    the query selects `totalCount` (in any fragment)."""
+    count = any(
+        _selects(field.selections, "totalCount")
+        for field in info.selected_fields
+        if isinstance(field, SelectedField)
+    )
+    return keyset.Window(first=first, after=after, last=last, before=before, count=count)
+
+
+def _selects(selections: Sequence[Selection], name: str) -> bool:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if selection.name == name:
+                return True
+        elif _selects(selection.selections, name):  # a fragment's own selections
+            return True
+    return False
+
+
+def connection(
+    page: keyset.KeysetPage[Row], node: Callable[[Row], NodeType]
 ) -> Connection[NodeType]:
-    """One page of `query` in the order of `sort`, each row turned into a node; the total
-    is counted only when asked for."""
-    size = page_size(first, last)
-    window = keyset.Window(first=first, after=after, last=last, before=before)
-    async with database.session(read_only=True) as session:
-        page = await keyset.fetch_page(session, query, sort, window, size=size)
-
-    async def count() -> int:
-        async with database.session(read_only=True) as session:
-            return await keyset.count(session, query)
-
+    """A service's page as a connection, each row turned into a node."""
     edges = [
         Edge(cursor=cursor, node=node(row))
         for row, cursor in zip(page.rows, page.cursors, strict=True)
@@ -85,5 +86,5 @@ async def paginate(
             start_cursor=page.cursors[0] if page.cursors else None,
             end_cursor=page.cursors[-1] if page.cursors else None,
         ),
-        count=count,
+        total=page.total,
     )

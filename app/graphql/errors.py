@@ -2,12 +2,16 @@
 
 Mutations: services raise domain errors; the exception handlers below turn them into the
 matching member of the mutation's result union (ValidationError, NotFoundError,
-PermissionError, ConflictError), each with a message, a code and the input field.
+PermissionError, ConflictError), each with a message, a code and the input field. The
+code is the one ``extensions.code`` carries for the same error (below): one vocabulary.
 
 Everything else is an entry of the response's `errors`, whose ``extensions.code`` says
 what kind: a domain error in a query (a bad filter, cursor or id) keeps its message, with
 VALIDATION_ERROR, NOT_FOUND, FORBIDDEN, UNAUTHENTICATED or CONFLICT and the argument in
-``extensions.field``; a document that does not parse or validate, GRAPHQL_VALIDATION_FAILED;
+``extensions.field`` (connections are nullable, so a bad filter, cursor or page size
+nulls that connection only, never the object above it); a mutation's input takes ids as
+plain `ID` strings, so a malformed one is the mutation's ValidationError
+(app/graphql/nodes.py); a document that does not parse or validate, GRAPHQL_VALIDATION_FAILED;
 one that asks too much, QUERY_TOO_COMPLEX (app/graphql/limits.py). Anything unexpected is
 logged with its traceback and reaches the client only as "Internal server error" with
 INTERNAL_SERVER_ERROR: never a stack trace or an exception's text. A database that cannot
@@ -61,7 +65,7 @@ class ConflictError(Error):
 
 
 def _fields(exception: errors.DomainError) -> dict[str, Any]:
-    return {"message": exception.message, "code": exception.code, "field": exception.field}
+    return {"message": exception.message, "code": code_of(exception), "field": exception.field}
 
 
 class ValidationErrorHandler(
@@ -118,6 +122,13 @@ _CODES: dict[type[errors.DomainError], str] = {
     errors.AlreadyExistsError: "CONFLICT",
 }
 INTERNAL = "INTERNAL_SERVER_ERROR"
+
+
+def code_of(exception: errors.DomainError) -> str:
+    """The one code of a domain error, in a union's `code` and in `extensions.code` alike."""
+    return next(code for kind, code in _CODES.items() if isinstance(exception, kind))
+
+
 # The database is unreachable: the response's HTTP status is 503 (app/graphql/endpoint.py).
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 TOKEN_LIMIT_MESSAGE = "tokens. Parsing aborted"
@@ -127,8 +138,7 @@ def present(error: GraphQLError) -> GraphQLError:
     """The error as the client gets it (see the module's description)."""
     original = error.original_error
     if isinstance(original, errors.DomainError):
-        code = next(code for kind, code in _CODES.items() if isinstance(original, kind))
-        return _copy(error, original.message, {"code": code, "field": original.field})
+        return _copy(error, original.message, {"code": code_of(original), "field": original.field})
     if isinstance(original, GlobalIDValueError):
         return _copy(error, f"Not a valid id: {original}", {"code": "VALIDATION_ERROR"})
     if original is not None and is_database_outage(original):

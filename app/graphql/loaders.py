@@ -13,8 +13,10 @@ from strawberry.dataloader import DataLoader
 from app import models
 from app.db import Database
 from app.services import (
+    candidate_keys,
     candidates,
     jobs,
+    logged_models,
     packages,
     projects,
     users,
@@ -24,7 +26,8 @@ from app.services import (
     models as model_service,
 )
 from app.services.actor import Actor
-from app.services.candidates import MetricPoint
+from app.services.candidate_keys import CandidateKeys
+from app.services.candidates import ChartRequest, DatasetInput, MetricPoint
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -53,6 +56,10 @@ class Loaders:
 
         # Whether the caller may read a project: what every lookup by id checks.
         self.readable: DataLoader[int, bool] = loader(readable, False)
+        # The caller's role in a project (None: not a member), for `userPermissions`.
+        self.role: DataLoader[int, models.Role | None] = loader(
+            lambda s, ids: projects.roles_of(s, actor=actor, ids=ids), none
+        )
         self.user: DataLoader[int, models.User | None] = loader(
             lambda s, ids: users.get_users(s, ids=ids), none
         )
@@ -107,7 +114,42 @@ class Loaders:
         self.candidate_metadata: DataLoader[int, dict[str, str]] = loader(
             lambda s, ids: candidates.metadata_of(s, candidate_ids=ids), {}
         )
+        # Keyed by (candidate id, names): a table showing a few columns reads only those.
+        self.params_named: DataLoader[tuple[int, tuple[str, ...]], dict[str, str]] = loader(
+            lambda s, asked: candidates.entries_named(s, models.CandidateParam, asked=asked), {}
+        )
+        self.metadata_named: DataLoader[tuple[int, tuple[str, ...]], dict[str, str]] = loader(
+            lambda s, asked: candidates.entries_named(s, models.CandidateMetadata, asked=asked),
+            {},
+        )
+        no_inputs: list[DatasetInput] = []
+        self.dataset_inputs: DataLoader[int, list[DatasetInput]] = loader(
+            lambda s, ids: candidates.dataset_inputs_of(s, candidate_ids=ids), no_inputs
+        )
+        self.parent: DataLoader[int, models.Candidate | None] = loader(
+            lambda s, ids: candidates.parents_of(s, candidate_ids=ids), none
+        )
+        no_children: list[models.Candidate] = []
+        # Keyed by (candidate id, how many children at most).
+        self.children: DataLoader[tuple[int, int], list[models.Candidate]] = loader(
+            lambda s, asked: candidates.children_of(s, asked=asked), no_children
+        )
         no_metrics: list[MetricPoint] = []
         self.latest_metrics: DataLoader[int, list[MetricPoint]] = loader(
             lambda s, ids: candidates.get_latest_metrics_of(s, candidate_ids=ids), no_metrics
+        )
+        self.candidate_keys: DataLoader[int, CandidateKeys] = loader(
+            lambda s, ids: candidate_keys.keys_of_models(s, model_ids=ids), CandidateKeys()
+        )
+        no_series: list[list[MetricPoint]] = []
+        self.chart_series: DataLoader[tuple[int, ChartRequest], list[list[MetricPoint]]] = loader(
+            lambda s, asked: candidates.chart_series(s, asked=asked), no_series
+        )
+        no_logged_models: list[models.LoggedModel] = []
+        self.candidate_logged_models: DataLoader[int, list[models.LoggedModel]] = loader(
+            lambda s, ids: logged_models.logged_models_of_candidates(s, candidate_ids=ids),
+            no_logged_models,
+        )
+        self.logged_model_metrics: DataLoader[models.LoggedModel, list[MetricPoint]] = loader(
+            lambda s, rows: logged_models.metrics_of(s, logged_models=rows), no_metrics
         )

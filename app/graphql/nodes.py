@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry import relay
 from strawberry.dataloader import DataLoader
+from strawberry.relay.types import GlobalIDValueError
 
 from app.db import Base
 from app.errors import InvalidValueError, NotFoundError
@@ -24,7 +25,7 @@ from app.graphql.context import Info
 from app.models import LifecycleState, Project
 from app.services import policy
 from app.services.actor import Actor
-from app.services.policy import Action
+from app.services.policy import Operation
 from app.services.validation import INT64_MAX
 
 
@@ -58,8 +59,15 @@ def row_ids(node_ids: Sequence[str]) -> list[int]:
     return found
 
 
-def row_id(id: relay.GlobalID, type_name: str, *, field: str = "id") -> int:
-    """The row id of a global id that must name a `type_name`."""
+def row_id(id: relay.GlobalID | str, type_name: str, *, field: str = "id") -> int:
+    """The row id of a global id that must name a `type_name`. A mutation's input takes
+    its ids as plain `ID` strings, decoded here, so a malformed one is the mutation's
+    ValidationError rather than a refusal of the whole document."""
+    if isinstance(id, str):
+        try:
+            id = relay.GlobalID.from_id(id)
+        except GlobalIDValueError:
+            raise InvalidValueError(f"'{id}' is not the id of a {type_name}", field=field) from None
     number = _row_id(id.node_id)
     if id.type_name != type_name or number is None:
         raise InvalidValueError(f"'{id}' is not the id of a {type_name}", field=field)
@@ -90,12 +98,13 @@ async def for_change(
     session: AsyncSession,
     actor: Actor | None,
     entity: type[R],
-    id: relay.GlobalID,
-    action: Action,
+    id: relay.GlobalID | str,
+    operation: Operation,
     *,
     field: str = "id",
 ) -> R:
-    """The active row a global id names, once `actor` may do `action` in its project."""
+    """The active row a global id names, once `actor` may do `operation` in its project
+    (the operation the service called next checks again)."""
     type_name = entity.__name__
     row: Any = await session.get(entity, row_id(id, type_name, field=field))
     if row is None or getattr(row, "state", LifecycleState.ACTIVE) is not LifecycleState.ACTIVE:
@@ -105,6 +114,6 @@ async def for_change(
     if not policy.may_read(actor, project, role):
         # The answer for a missing row: an anonymous caller included.
         raise NotFoundError(f"{type_name} '{id}' does not exist", field=field)
-    policy.check(actor, project, role, action)
+    policy.check(actor, project, role, operation)
     found: R = row
     return found

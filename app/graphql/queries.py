@@ -17,7 +17,6 @@ from app.graphql.types.models import Model, ModelVersion
 from app.graphql.types.projects import Project
 from app.graphql.types.users import AccessToken, User
 from app.services import auth, projects, users
-from app.services.policy import Action
 
 
 @strawberry.type
@@ -85,9 +84,7 @@ class Query:
         """A project the caller may read; null when it does not exist or is hidden."""
         async with info.context.database.session(read_only=True) as session:
             try:
-                row = await projects.find_project(
-                    session, actor=info.context.actor, path=path, action=Action.READ
-                )
+                row = await projects.find_project(session, actor=info.context.actor, path=path)
             except DomainError:
                 return None
         return Project.from_row(row)

@@ -11,6 +11,7 @@ from app.graphql.errors import EXCEPTION_HANDLERS, ErrorPresentation, log
 from app.graphql.limits import QueryLimits
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
+from app.graphql.subscriptions import StreamedErrorPresentation, Subscription
 from app.graphql.types.common import SCALARS
 
 
@@ -25,8 +26,9 @@ class Schema(strawberry.Schema):
 schema = Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     exception_handlers=EXCEPTION_HANDLERS,
     # ErrorPresentation first: it rewrites the errors after the others are done.
-    extensions=[ErrorPresentation, QueryLimits],
+    extensions=[ErrorPresentation, StreamedErrorPresentation, QueryLimits],
     config=StrawberryConfig(scalar_map=SCALARS),
 )

@@ -17,7 +17,7 @@ Anything else is RESOURCE_DOES_NOT_EXIST; a path that could escape its directory
 INVALID_PARAMETER_VALUE. Uploads stream into the artifact store and are recorded once
 stored, within ``MODELREG_MAX_UPLOAD_SIZE`` (413 past it, nothing stored) and answering
 TEMPORARILY_UNAVAILABLE (503) when the store itself fails (`app.http_bodies.store_upload`);
-downloads stream back, honouring a single byte ``Range``.
+downloads stream back, honouring a single byte ``Range`` (`app.http_files`).
 
 Multipart uploads (``mpu/create|complete|abort``) are MLflow's way of letting clients send
 parts straight to cloud storage with presigned URLs; this server does not hand out such
@@ -27,23 +27,20 @@ back to one streaming PUT per file.
 
 from __future__ import annotations
 
-import mimetypes
 import posixpath
-import re
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
 from app.errors import DomainError, InvalidValueError, NotFoundError
 from app.http_auth import actor_from_request
 from app.http_bodies import store_upload, upload_size
+from app.http_files import file_download
 from app.mlflow import protocol
 from app.mlflow.call import Call, Endpoint, MissingParameterError
 from app.mlflow.experiments import find_experiment
@@ -51,8 +48,8 @@ from app.mlflow.runs import find_run
 from app.models import Candidate, LifecycleState, LoggedModel, Model, Package
 from app.runtime import get_runtime
 from app.services import logged_models, packages
-from app.services.policy import Action
-from app.storage import ObjectStream, RangeNotSatisfiableError, validate_key
+from app.services.policy import Operation
+from app.storage import validate_key
 
 ARTIFACTS_PATH = "/2.0/mlflow-artifacts/artifacts"
 MULTIPART_PATH = "/2.0/mlflow-artifacts/mpu"
@@ -61,9 +58,6 @@ LOGGED_MODELS_DIRECTORY = protocol.LOGGED_MODELS_DIRECTORY
 
 # The message MLflow's client recognizes as "fall back to a single upload".
 MULTIPART_UNSUPPORTED = "Multipart upload is not supported for the current artifact repository"
-
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-
 
 # --- Paths ---------------------------------------------------------------------------------
 
@@ -131,11 +125,11 @@ Owner = Candidate | LoggedModel
 
 
 async def find_owner(
-    session: AsyncSession, call: Call, location: Location, action: Action
+    session: AsyncSession, call: Call, location: Location, operation: Operation
 ) -> Owner:
     """The run or logged model whose artifacts `location` addresses, if the caller may do
-    `action` in the project; writes need it active."""
-    project = await call.project(session, action)
+    `operation` in the project; writes need it active."""
+    project = await call.project(session, operation)
     model = await find_experiment(session, project, location.experiment_id)
     owner: Owner
     if location.run_id is not None:
@@ -152,7 +146,7 @@ async def find_owner(
             f"{location.experiment_id}",
             field="path",
         )
-    if action is not Action.READ:
+    if operation is not Operation.READ:
         require_active(owner)
     return owner
 
@@ -240,7 +234,7 @@ async def upload(request: Request) -> Response:
     upload_size(request)
     call = await _call(request)
     async with call.database.session(read_only=True) as session:
-        owner = await find_owner(session, call, location, Action.WRITE)
+        owner = await find_owner(session, call, location, Operation.UPLOAD)
     try:
         await store_upload(
             request, project_id=owner.project_id, package_of=package_resolver(owner), path=path
@@ -256,36 +250,12 @@ async def download(request: Request) -> Response:
     location, path = file_location(request.path_params["path"])
     call = await _call(request)
     async with call.database.session(read_only=True) as session:
-        owner = await find_owner(session, call, location, Action.READ)
+        owner = await find_owner(session, call, location, Operation.READ)
         package = await existing_package(session, owner)
         if package is None:
             raise NotFoundError(f"No artifact '{path}'", field="path")
         file = await packages.get_file(session, package=package, path=path)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": attachment_disposition(posixpath.basename(path)),
-        "X-Content-Type-Options": "nosniff",
-    }
-    if file.sha256:
-        headers["ETag"] = f'"{file.sha256}"'
-    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if request.method == "HEAD":
-        headers["Content-Length"] = str(file.size)
-        return Response(headers=headers, media_type=media_type)
-    start, end = parse_byte_range(request.headers.get("range"))
-    store = get_runtime(request).artifacts
-    try:
-        stream = await store.open(file.storage_key, start=start, end=end)
-    except RangeNotSatisfiableError as error:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{error.size}"})
-    except NotFoundError:
-        raise NotFoundError(f"No artifact '{path}'", field="path") from None
-    headers["Content-Length"] = str(stream.content_length)
-    status = 200
-    if start is not None or end is not None:
-        status = 206
-        headers["Content-Range"] = f"bytes {stream.start}-{stream.end}/{stream.size}"
-    return ObjectResponse(stream, status_code=status, headers=headers, media_type=media_type)
+    return await file_download(request, file, missing=f"No artifact '{path}'")
 
 
 async def delete(request: Request) -> Response:
@@ -298,7 +268,7 @@ async def delete(request: Request) -> Response:
         )
     call = await _call(request)
     async with call.database.session(read_only=True) as session:
-        owner = await find_owner(session, call, location, Action.WRITE)
+        owner = await find_owner(session, call, location, Operation.UPLOAD)
     await packages.remove_files(
         call.database,
         get_runtime(request).artifacts,
@@ -319,7 +289,7 @@ async def list_directory(request: Request) -> Response:
     location = parse_location(raw, directory=True)
     call = await _call(request)
     async with call.database.session(read_only=True) as session:
-        owner = await find_owner(session, call, location, Action.READ)
+        owner = await find_owner(session, call, location, Operation.READ)
         if location.path is None:
             files: list[dict[str, Any]] = [{"path": ARTIFACTS_DIRECTORY, "is_dir": True}]
         else:
@@ -333,51 +303,8 @@ async def multipart(request: Request) -> Response:
     parse_location(request.path_params["path"], directory=True)
     call = await _call(request)
     async with call.database.session(read_only=True) as session:
-        await call.project(session, Action.WRITE)
+        await call.project(session, Operation.UPLOAD)
     return JSONResponse({"error_code": "NOT_IMPLEMENTED", "message": MULTIPART_UNSUPPORTED}, 501)
-
-
-class ObjectResponse(StreamingResponse):
-    """Streams an open object and closes it however the response ends (Starlette does not
-    close the iterators it streams when the client goes away)."""
-
-    def __init__(
-        self,
-        stream: ObjectStream,
-        *,
-        status_code: int,
-        headers: dict[str, str],
-        media_type: str,
-    ) -> None:
-        super().__init__(stream, status_code=status_code, headers=headers, media_type=media_type)
-        self.stream = stream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with self.stream:
-            await super().__call__(scope, receive, send)
-
-
-def attachment_disposition(name: str) -> str:
-    quoted = urllib.parse.quote(name, safe="")
-    if quoted == name:
-        return f'attachment; filename="{name}"'
-    return f"attachment; filename*=utf-8''{quoted}"
-
-
-def parse_byte_range(header: str | None) -> tuple[int | None, int | None]:
-    """A single ``bytes=`` range as (start, end) for `ArtifactStore.open`; anything else
-    (none, several, malformed) asks for the whole object, as HTTP allows."""
-    if header is None or (match := _RANGE.fullmatch(header.strip())) is None:
-        return None, None
-    first, last = match.groups()
-    if first:
-        start, end = int(first), int(last) if last else None
-        if end is not None and end < start:
-            return None, None
-        return start, end
-    if last and int(last) > 0:
-        return -int(last), None
-    return None, None
 
 
 def proxy_routes(on_error: Callable[[DomainError], Response]) -> list[BaseRoute]:
@@ -419,7 +346,7 @@ async def list_run_artifacts(call: Call) -> dict[str, Any]:
         raise MissingParameterError("run_id")
     path = checked_path(call.string("path") or "", directory=True)
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
         model = await session.get_one(Model, candidate.model_id)
         files = await directory_listing(session, candidate, path, full_paths=True)

@@ -22,11 +22,11 @@ from app import http_bodies
 from app.db import Database
 from app.errors import InvalidValueError
 from app.models import LifecycleState, Project
+from app.search.paging import Page
 from app.services import projects, validation
 from app.services.actor import Actor
-from app.services.policy import Action
+from app.services.policy import Operation
 from app.services.projects import DEFAULT_PROJECT_PATH
-from app.services.search import Page
 
 # A handler reads its call and returns MLflow's response body.
 Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
@@ -76,10 +76,11 @@ class Call:
     def project_path(self) -> str:
         return str(self.request.path_params.get("project", DEFAULT_PROJECT_PATH))
 
-    async def project(self, session: AsyncSession, action: Action) -> Project:
-        """The project of the tracking URI, if the caller may do `action` there."""
+    async def project(self, session: AsyncSession, operation: Operation) -> Project:
+        """The project of the tracking URI, if the caller may do `operation` there: the
+        operation the service called next checks again, or the READ of a lookup."""
         return await projects.find_project(
-            session, actor=self.actor, path=self.project_path, action=action
+            session, actor=self.actor, path=self.project_path, operation=operation
         )
 
     # --- typed parameters ---

@@ -1,19 +1,25 @@
-"""MLflow experiments: our models, addressed by their project-scoped iid."""
+"""MLflow experiments: our models that are experiments, addressed by their project-scoped
+iid. A model created through the registry alone is no experiment: it is not found or
+listed here until an experiment is created under its name, which makes it one.
+
+Deleting an experiment deletes its face and soft-deletes its runs, as MLflow's store
+does; restoring it brings both back. A model that is also registered stays in the
+registry meanwhile (app/services/models.py).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.mlflow import protocol
 from app.mlflow.call import Call, Endpoint, view_states
-from app.models import Model, ModelMetadata, Project
+from app.models import LifecycleState, Model, ModelMetadata, Project
+from app.search import paging
 from app.services import key_values, models
-from app.services import search as search_language
-from app.services.policy import Action
+from app.services.policy import Operation
 
 
 def experiment_iid(value: str) -> int:
@@ -32,7 +38,7 @@ async def find_experiment(
     session: AsyncSession, project: Project, experiment_id: str, *, include_deleted: bool = True
 ) -> Model:
     try:
-        return await models.get_model(
+        return await models.get_experiment(
             session,
             project=project,
             iid=experiment_iid(experiment_id),
@@ -44,9 +50,16 @@ async def find_experiment(
         ) from None
 
 
+def _experiment(model: Model, tags: dict[str, str]) -> dict[str, Any]:
+    """MLflow's Experiment, whose lifecycle stage is the experiment face's own."""
+    body = protocol.experiment(model, tags)
+    body["lifecycle_stage"] = protocol.LIFECYCLE[models.experiment_state(model)]
+    return body
+
+
 async def render(session: AsyncSession, model: Model) -> dict[str, Any]:
     tags = await key_values.read(session, ModelMetadata, owner_id=model.id)
-    return protocol.experiment(model, tags)
+    return _experiment(model, tags)
 
 
 def check_artifact_location(requested: str | None, model: Model) -> None:
@@ -68,9 +81,9 @@ async def create(call: Call) -> dict[str, Any]:
     artifact_location = call.string("artifact_location")
     tags = dict(call.key_values("tags"))
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.CREATE_MODEL)
         try:
-            model = await models.create_model(
+            model = await models.create_experiment(
                 session, project=project, display_name=name, metadata=tags, actor=call.actor
             )
         except AlreadyExistsError:
@@ -87,7 +100,7 @@ async def create(call: Call) -> dict[str, Any]:
 async def get(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         model = await find_experiment(session, project, experiment_id)
         return {"experiment": await render(session, model)}
 
@@ -95,9 +108,9 @@ async def get(call: Call) -> dict[str, Any]:
 async def get_by_name(call: Call) -> dict[str, Any]:
     name = call.required("experiment_name")
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         try:
-            model = await models.get_model(
+            model = await models.get_experiment(
                 session, project=project, display_name=name, include_deleted=True
             )
         except NotFoundError:
@@ -109,7 +122,7 @@ async def update(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     new_name = call.string("new_name")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_MODEL)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         if new_name is not None:
             await models.update_model(session, model=model, display_name=new_name, actor=call.actor)
@@ -119,7 +132,7 @@ async def update(call: Call) -> dict[str, Any]:
 async def delete(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     async with call.database.session() as session:
-        project = await call.project(session, Action.DELETE)
+        project = await call.project(session, Operation.DELETE_MODEL)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         await models.delete_model(session, model=model, actor=call.actor)
     return {}
@@ -128,8 +141,13 @@ async def delete(call: Call) -> dict[str, Any]:
 async def restore(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     async with call.database.session() as session:
-        project = await call.project(session, Action.DELETE)
+        project = await call.project(session, Operation.DELETE_MODEL)
         model = await find_experiment(session, project, experiment_id)
+        # MLflow's store looks among deleted experiments only.
+        if models.experiment_state(model) is not LifecycleState.DELETED:
+            raise NotFoundError(
+                f"No Experiment with id={experiment_id} exists", field="experiment_id"
+            )
         await models.restore_model(session, model=model, actor=call.actor)
     return {}
 
@@ -139,7 +157,7 @@ async def set_tag(call: Call) -> dict[str, Any]:
     key = call.required("key")
     value = call.string("value", default="") or ""
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_MODEL)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         await models.set_model_metadata(session, model=model, items={key: value}, actor=call.actor)
     return {}
@@ -149,7 +167,7 @@ async def delete_tag(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     key = call.required("key")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_MODEL)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         await models.delete_model_metadata(session, model=model, name=key, actor=call.actor)
     return {}
@@ -158,29 +176,21 @@ async def delete_tag(call: Call) -> dict[str, Any]:
 async def search(call: Call) -> dict[str, Any]:
     states = view_states(call, "view_type")
     page = call.page(
-        default=search_language.SEARCH_MAX_RESULTS_DEFAULT,
-        threshold=search_language.SEARCH_MAX_RESULTS_THRESHOLD,
+        default=paging.SEARCH_MAX_RESULTS_DEFAULT,
+        threshold=paging.SEARCH_MAX_RESULTS_THRESHOLD,
     )
-    conditions = search_language.compile_experiment_filter(call.string("filter"))
-    orders = search_language.compile_experiment_order_by(call.strings("order_by"))
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
-        rows = list(
-            await session.scalars(
-                page.of(
-                    sa.select(Model)
-                    .where(Model.project_id == project.id, Model.state.in_(states), *conditions)
-                    .order_by(*orders)
-                )
-            )
+        project = await call.project(session, Operation.READ)
+        shown, token = await models.search_experiments(
+            session,
+            project=project,
+            states=states,
+            filter_string=call.string("filter"),
+            order_by=call.strings("order_by"),
+            page=page,
         )
-        shown, token = page.split(rows)
-        tags = await key_values.read_many(
-            session, ModelMetadata, owner_ids=[row.id for row in shown]
-        )
-    body: dict[str, Any] = {
-        "experiments": [protocol.experiment(row, tags[row.id]) for row in shown]
-    }
+        tags = await models.metadata_of(session, model_ids=[row.id for row in shown])
+    body: dict[str, Any] = {"experiments": [_experiment(row, tags[row.id]) for row in shown]}
     if token:
         body["next_page_token"] = token
     return body

@@ -21,23 +21,21 @@ from app.mlflow.call import Call, Endpoint, MissingParameterError
 from app.mlflow.experiments import experiment_iid, find_experiment
 from app.mlflow.protocol import logged_model_artifact_uri
 from app.mlflow.runs import find_run
-from app.models import Candidate, LoggedModel, Model
-from app.services import logged_models
-from app.services.logged_models import DatasetFilter
-from app.services.policy import Action
-from app.services.search import (
+from app.models import LoggedModel, Model
+from app.search.grammar import (
     EQ,
     IN,
     NE,
     NOT_IN,
-    CodepointOrder,
     Comparison,
     SearchSchema,
     attribute_specs,
-    epoch_ms_condition,
     parse_filter,
-    string_condition,
 )
+from app.search.sql import CodepointOrder, epoch_ms_condition, string_condition
+from app.services import candidates, logged_models
+from app.services.logged_models import DatasetFilter
+from app.services.policy import Operation
 
 SEARCH_MAX_RESULTS_DEFAULT = 100
 SEARCH_MAX_RESULTS_THRESHOLD = 1000
@@ -80,16 +78,6 @@ LOGGED_MODEL_SEARCH = SearchSchema(
     entity_ops={"metric": _NUMERIC_OPS, "param": _STRING_OPS, "tag": _STRING_OPS},
     order_attributes={},
 )
-
-
-def _source_run_id() -> sa.ColumnElement[Any]:
-    """The source run id as rendered: its candidate's, else the unknown id kept as sent."""
-    candidate_eid = (
-        sa.select(Candidate.eid)
-        .where(Candidate.id == LoggedModel.source_candidate_id)
-        .scalar_subquery()
-    )
-    return sa.func.coalesce(candidate_eid, LoggedModel.source_run_eid)
 
 
 ORDER_COLUMNS: dict[str, sa.SQLColumnExpression[Any]] = {
@@ -162,7 +150,7 @@ def compile_filter(
         elif key == "status":
             expression, value = LoggedModel.status, _status_value(comparison)
         else:
-            expression = _source_run_id()
+            expression = logged_models.source_run_id()
         conditions.append(string_condition(expression, op, value))
     return conditions
 
@@ -243,27 +231,12 @@ def datasets_filter(entries: Sequence[dict[str, Any]]) -> list[DatasetFilter]:
 
 async def render(session: AsyncSession, rows: Sequence[LoggedModel]) -> list[dict[str, Any]]:
     """Logged models as MLflow renders them, with one query per kind of data for all."""
-    model_ids = {row.model_id for row in rows}
-    model_iids: dict[int, int] = (
-        dict(
-            (
-                await session.execute(sa.select(Model.id, Model.iid).where(Model.id.in_(model_ids)))
-            ).all()
-        )
-        if model_ids
-        else {}
-    )
-    candidate_ids = {row.source_candidate_id for row in rows if row.source_candidate_id is not None}
-    run_ids: dict[int, str] = (
-        dict(
-            (
-                await session.execute(
-                    sa.select(Candidate.id, Candidate.eid).where(Candidate.id.in_(candidate_ids))
-                )
-            ).all()
-        )
-        if candidate_ids
-        else {}
+    model_iids = await candidates.model_iids(session, model_ids={row.model_id for row in rows})
+    run_ids = await candidates.eids_of(
+        session,
+        candidate_ids={
+            row.source_candidate_id for row in rows if row.source_candidate_id is not None
+        },
     )
     metrics = await logged_models.get_metrics_of(session, logged_models=rows)
     rendered = []
@@ -337,7 +310,7 @@ async def create(call: Call) -> dict[str, Any]:
     params = dict(call.key_values("params"))
     tags = dict(call.key_values("tags"))
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         source = None
         if source_run_id:
@@ -361,7 +334,7 @@ async def create(call: Call) -> dict[str, Any]:
 async def get(call: Call) -> dict[str, Any]:
     allow_deleted = call.boolean("allow_deleted")
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), include_deleted=allow_deleted
         )
@@ -371,7 +344,7 @@ async def get(call: Call) -> dict[str, Any]:
 async def finalize(call: Call) -> dict[str, Any]:
     status = _status(call)
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
@@ -383,7 +356,7 @@ async def finalize(call: Call) -> dict[str, Any]:
 
 async def delete(call: Call) -> dict[str, Any]:
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.DELETE_RUN)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
@@ -396,7 +369,7 @@ async def delete(call: Call) -> dict[str, Any]:
 async def set_tags(call: Call) -> dict[str, Any]:
     tags = dict(call.key_values("tags"))
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
@@ -407,7 +380,7 @@ async def set_tags(call: Call) -> dict[str, Any]:
 async def delete_tag(call: Call) -> dict[str, Any]:
     key = _path_parameter(call, "tag_key")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
@@ -418,7 +391,7 @@ async def delete_tag(call: Call) -> dict[str, Any]:
 async def log_params(call: Call) -> dict[str, Any]:
     params = dict(call.key_values("params"))
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
@@ -435,15 +408,11 @@ async def search(call: Call) -> dict[str, Any]:
     page = call.page(default=SEARCH_MAX_RESULTS_DEFAULT, threshold=SEARCH_MAX_RESULTS_THRESHOLD)
     iids = [experiment_iid(value) for value in experiment_ids]
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
-        models = list(
-            await session.scalars(
-                sa.select(Model).where(Model.project_id == project.id, Model.iid.in_(iids))
-            )
-        )
-        rows = await logged_models.list_logged_models(
+        project = await call.project(session, Operation.READ)
+        rows = await logged_models.search_logged_models(
             session,
-            models=models,
+            project=project,
+            experiment_iids=iids,
             where=conditions,
             order_by=orders,
             limit=page.size + 1,
@@ -464,7 +433,7 @@ async def list_artifacts(call: Call) -> dict[str, Any]:
         directory=True,
     )
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call)
         )

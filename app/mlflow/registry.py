@@ -2,15 +2,21 @@
 
 Experiments are models, so a registered model is one of our models, addressed by its
 display name, and shown here once it is registered (created here, or given a version).
+MLflow keeps the two in separate namespaces; so does this surface: a model created here
+is no experiment (the experiment API does not list it) until one is created under its
+name.
 
 Registered models
 
-* Creating a registered model whose name an experiment holds registers that model: its
-  candidates, versions and metadata stay; the description and tags given are added. A
-  name already registered is RESOURCE_ALREADY_EXISTS. A soft-deleted model keeps its name:
-  creating it again is RESOURCE_ALREADY_EXISTS too (restore the experiment instead).
-* Renaming renames the model (the experiment too); its slug stays. Deleting soft-deletes
-  the model: it leaves the registry and the experiment turns `deleted`.
+* Creating a registered model whose name an experiment holds, active or deleted,
+  registers that model: its candidates, versions and metadata stay; the description and
+  tags given are added. A name already registered is RESOURCE_ALREADY_EXISTS.
+* Renaming renames the model (the experiment too); its slug stays.
+* Deleting is for good, as MLflow's: the model leaves the registry at once, its versions
+  are destroyed as deleting a version destroys them and its aliases go, and the name is
+  free for a new registered model. A model that is also an experiment stays one, with
+  its runs and their data (and its tags, which are the experiment's too); any other
+  model is destroyed (GraphQL's `modelDelete`).
 * Tags are the model's metadata: the same entries as the experiment's tags.
 
 Model versions
@@ -57,12 +63,10 @@ from __future__ import annotations
 import contextlib
 import re
 import urllib.parse
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
@@ -70,26 +74,34 @@ from app.mlflow import protocol
 from app.mlflow.call import Call, Endpoint, MissingParameterError
 from app.mlflow.runs import find_run
 from app.models import (
-    Candidate,
     LifecycleState,
     LoggedModel,
     Model,
-    ModelAlias,
     ModelMetadata,
     ModelVersion,
     ModelVersionMetadata,
     Project,
     VersionStage,
 )
-from app.services import key_values, logged_models, models, users, validation, versions
-from app.services import search as search_language
-from app.services.policy import Action
+from app.search import models as model_search
+from app.search import paging
+from app.search import versions as version_search
+from app.services import (
+    candidates,
+    key_values,
+    logged_models,
+    models,
+    users,
+    validation,
+    versions,
+)
+from app.services.policy import Operation
 
 # The version tag that chooses a version's semver at creation.
 SEMVER_TAG = "modelreg.semver"
 # Version metadata that stands in for the run and the logged model a version came from
 # when its candidate cannot be that run's (see the module docstring).
-SOURCE_RUN_ID_KEY = search_language.SOURCE_RUN_ID_KEY
+SOURCE_RUN_ID_KEY = version_search.SOURCE_RUN_ID_KEY
 SOURCE_MODEL_ID_KEY = "mlflow.source.model_id"
 HIDDEN_VERSION_TAGS = frozenset({SOURCE_RUN_ID_KEY, SOURCE_MODEL_ID_KEY})
 RESERVED_VERSION_TAGS = HIDDEN_VERSION_TAGS | {SEMVER_TAG}
@@ -177,10 +189,10 @@ async def _model_named(
 
 
 async def find_registered_model(session: AsyncSession, project: Project, name: str) -> Model:
-    model = await _model_named(session, project, name)
-    if model is None or not model.registered:
-        raise NotFoundError(f"Registered Model with name={name} not found", field="name")
-    return model
+    try:
+        return await models.get_registered_model(session, project=project, display_name=name)
+    except NotFoundError:
+        raise NotFoundError(f"Registered Model with name={name} not found", field="name") from None
 
 
 async def find_version(session: AsyncSession, model: Model, reference: int | str) -> ModelVersion:
@@ -225,29 +237,10 @@ async def render_versions(
     if not rows:
         return []
     ids = [row.id for row in rows]
-    owners = {
-        model.id: model
-        for model in await session.scalars(
-            sa.select(Model).where(Model.id.in_({row.model_id for row in rows}))
-        )
-    }
+    owners = await models.get_models(session, ids={row.model_id for row in rows})
     tags = await key_values.read_many(session, ModelVersionMetadata, owner_ids=ids)
-    aliases: dict[int, list[str]] = defaultdict(list)
-    for version_id, alias in await session.execute(
-        sa.select(ModelAlias.version_id, ModelAlias.alias)
-        .where(ModelAlias.version_id.in_(ids))
-        .order_by(ModelAlias.alias)
-    ):
-        aliases[version_id].append(alias)
-    run_ids: dict[int | None, str] = dict(
-        (
-            await session.execute(
-                sa.select(Candidate.model_version_id, Candidate.eid).where(
-                    Candidate.model_version_id.in_(ids)
-                )
-            )
-        ).all()
-    )
+    aliases = await versions.aliases_of_versions(session, version_ids=ids)
+    runs = await candidates.candidates_of_versions(session, version_ids=ids)
     usernames = await users.usernames(
         session, user_ids={row.created_by_id for row in rows if row.created_by_id is not None}
     )
@@ -257,7 +250,7 @@ async def render_versions(
         body = protocol.model_version(
             row,
             model=owners[row.model_id],
-            run_id=entries.get(SOURCE_RUN_ID_KEY) or run_ids.get(row.id),
+            run_id=entries.get(SOURCE_RUN_ID_KEY) or (runs[row.id].eid if row.id in runs else None),
             tags={k: v for k, v in entries.items() if k not in HIDDEN_VERSION_TAGS},
             aliases=aliases[row.id],
             username=usernames.get(row.created_by_id) if row.created_by_id else None,
@@ -275,15 +268,18 @@ async def render_registered_models(
     each stage, with one query per kind of data."""
     ids = [row.id for row in rows]
     tags = await key_values.read_many(session, ModelMetadata, owner_ids=ids)
-    aliases: dict[int, list[dict[str, str]]] = defaultdict(list)
-    if ids:
-        for model_id, alias, number in await session.execute(
-            sa.select(ModelAlias.model_id, ModelAlias.alias, ModelVersion.number)
-            .join(ModelVersion, ModelVersion.id == ModelAlias.version_id)
-            .where(ModelAlias.model_id.in_(ids))
-            .order_by(ModelAlias.model_id, ModelAlias.alias)
-        ):
-            aliases[model_id].append({"alias": alias, "version": str(number)})
+    pointers = await versions.aliases_of_models(session, model_ids=ids)
+    pointed = await versions.get_versions(
+        session, ids={version_id for entries in pointers.values() for _, version_id in entries}
+    )
+    aliases = {
+        model_id: [
+            {"alias": alias, "version": str(pointed[version_id].number)}
+            for alias, version_id in entries
+            if version_id in pointed
+        ]
+        for model_id, entries in pointers.items()
+    }
     latest = await versions.latest_versions(session, model_ids=ids)
     latest_rows = [version for model_id in ids for version in latest[model_id]]
     rendered_latest = dict(
@@ -417,14 +413,12 @@ async def _referenced_version(
 
 
 async def _logged_model(session: AsyncSession, project: Project, eid: str) -> LoggedModel | None:
-    logged_model: LoggedModel | None = await session.scalar(
-        sa.select(LoggedModel).where(
-            LoggedModel.project_id == project.id,
-            LoggedModel.eid == eid,
-            LoggedModel.state.in_((LifecycleState.ACTIVE, LifecycleState.DELETED)),
+    try:
+        return await logged_models.get_logged_model(
+            session, project=project, eid=eid, include_deleted=True
         )
-    )
-    return logged_model
+    except NotFoundError:
+        return None
 
 
 @dataclass
@@ -468,9 +462,9 @@ async def _lineage(
                 f"Logged model with ID '{reference.model_id}' not found.", field="model_id"
             )
         if run_id is None and logged_model.source_candidate_id is not None:
-            run_id = await session.scalar(
-                sa.select(Candidate.eid).where(Candidate.id == logged_model.source_candidate_id)
-            )
+            found = await candidates.get_candidates(session, ids=[logged_model.source_candidate_id])
+            if logged_model.source_candidate_id in found:
+                run_id = found[logged_model.source_candidate_id].eid
         run_id = run_id or logged_model.source_run_eid
         return _Lineage(source, run_id, reference.model_id)
     referenced = await _referenced_version(session, project, reference)
@@ -498,15 +492,11 @@ async def download_uri(
     try:
         if scheme == "runs":
             run_id, path = _parse_runs_uri(source)
-            run = await session.scalar(
-                sa.select(Candidate).where(
-                    Candidate.project_id == project.id, Candidate.eid == run_id
-                )
+            run = await candidates.get_candidate(
+                session, project=project, eid=run_id, include_deleted=True
             )
-            if run is None:
-                return source
-            iid = await session.scalar(sa.select(Model.iid).where(Model.id == run.model_id))
-            root = protocol.run_artifact_uri(iid or 0, run)
+            iids = await models.iids_of(session, model_ids=[run.model_id])
+            root = protocol.run_artifact_uri(iids.get(run.model_id, 0), run)
             return f"{root}/{path.strip('/')}" if path.strip("/") else root
         if scheme == "models":
             reference = _parse_models_uri(source)
@@ -514,10 +504,10 @@ async def download_uri(
                 logged_model = await _logged_model(session, project, reference.model_id)
                 if logged_model is None:
                     return source
-                iid = await session.scalar(
-                    sa.select(Model.iid).where(Model.id == logged_model.model_id)
+                iids = await models.iids_of(session, model_ids=[logged_model.model_id])
+                return protocol.logged_model_artifact_uri(
+                    iids.get(logged_model.model_id, 0), logged_model.eid
                 )
-                return protocol.logged_model_artifact_uri(iid or 0, logged_model.eid)
             if hops < MAX_SOURCE_HOPS:
                 referenced = await _referenced_version(session, project, reference)
                 if referenced.id != version.id:
@@ -531,7 +521,7 @@ async def download_uri(
 
 
 def _is_prompt(tags: dict[str, str]) -> bool:
-    return tags.get(search_language.IS_PROMPT_TAG, "false").lower() == "true"
+    return tags.get(model_search.IS_PROMPT_TAG, "false").lower() == "true"
 
 
 def _name_taken(name: str, *, existing_is_prompt: bool, new_is_prompt: bool) -> AlreadyExistsError:
@@ -552,7 +542,7 @@ async def create_registered_model(call: Call) -> dict[str, Any]:
     tags = dict(call.key_values("tags"))
     description = call.string("description")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.CREATE_MODEL)
         model = await _model_named(session, project, name, include_deleted=True)
         if model is None:
             try:
@@ -563,16 +553,11 @@ async def create_registered_model(call: Call) -> dict[str, Any]:
                     description=description,
                     metadata=tags,
                     registered=True,
+                    experiment=False,
                     actor=call.actor,
                 )
             except AlreadyExistsError:
                 raise _name_taken(name, existing_is_prompt=False, new_is_prompt=False) from None
-        elif model.state is not LifecycleState.ACTIVE:
-            raise AlreadyExistsError(
-                f"Registered Model (name={name}) already exists. Error: a deleted model holds "
-                "the name; restore it or choose another name.",
-                field="name",
-            )
         elif model.registered:
             existing_tags = await models.get_model_metadata(session, model=model)
             raise _name_taken(
@@ -592,7 +577,7 @@ async def create_registered_model(call: Call) -> dict[str, Any]:
 async def get_registered_model(call: Call) -> dict[str, Any]:
     name = call.required("name")
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         return {"registered_model": await _render_model(session, model)}
 
@@ -601,7 +586,7 @@ async def rename_registered_model(call: Call) -> dict[str, Any]:
     name = call.required("name")
     new_name = _model_name(call, "new_name")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_MODEL)
         model = await find_registered_model(session, project, name)
         try:
             await models.update_model(session, model=model, display_name=new_name, actor=call.actor)
@@ -616,7 +601,7 @@ async def update_registered_model(call: Call) -> dict[str, Any]:
     name = call.required("name")
     description = _description(call)
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_MODEL)
         model = await find_registered_model(session, project, name)
         await models.update_model(session, model=model, description=description, actor=call.actor)
         return {"registered_model": await _render_model(session, model)}
@@ -625,36 +610,26 @@ async def update_registered_model(call: Call) -> dict[str, Any]:
 async def delete_registered_model(call: Call) -> dict[str, Any]:
     name = call.required("name")
     async with call.database.session() as session:
-        project = await call.project(session, Action.DELETE)
+        project = await call.project(session, Operation.DELETE_MODEL)
         model = await find_registered_model(session, project, name)
-        await models.delete_model(session, model=model, actor=call.actor)
+        await versions.unregister_model(session, model=model, actor=call.actor)
     return {}
 
 
 async def search_registered_models(call: Call) -> dict[str, Any]:
     page = call.page(
-        default=search_language.SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
-        threshold=search_language.SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD,
+        default=paging.SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
+        threshold=paging.SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD,
     )
-    conditions = search_language.compile_registered_model_filter(call.string("filter"))
-    orders = search_language.compile_registered_model_order_by(call.strings("order_by"))
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
-        rows = list(
-            await session.scalars(
-                page.of(
-                    sa.select(Model)
-                    .where(
-                        Model.project_id == project.id,
-                        Model.registered.is_(True),
-                        Model.state == LifecycleState.ACTIVE,
-                        *conditions,
-                    )
-                    .order_by(*orders)
-                )
-            )
+        project = await call.project(session, Operation.READ)
+        shown, token = await models.search_registered_models(
+            session,
+            project=project,
+            filter_string=call.string("filter"),
+            order_by=call.strings("order_by"),
+            page=page,
         )
-        shown, token = page.split(rows)
         body: dict[str, Any] = {
             "registered_models": await render_registered_models(session, list(shown))
         }
@@ -667,7 +642,7 @@ async def get_latest_versions(call: Call) -> dict[str, Any]:
     name = call.required("name")
     stages = [_stage(stage) for stage in call.strings("stages")] or None
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         latest = await versions.latest_versions(session, model_ids=[model.id], stages=stages)
         return {"model_versions": await render_versions(session, latest[model.id])}
@@ -678,7 +653,7 @@ async def set_registered_model_tag(call: Call) -> dict[str, Any]:
     key = call.required("key")
     value = call.string("value", default="") or ""
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_MODEL)
         model = await find_registered_model(session, project, name)
         await models.set_model_metadata(session, model=model, items={key: value}, actor=call.actor)
     return {}
@@ -688,7 +663,7 @@ async def delete_registered_model_tag(call: Call) -> dict[str, Any]:
     name = call.required("name")
     key = validation.key(call.required("key"), kind="key")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_MODEL)
         model = await find_registered_model(session, project, name)
         # MLflow: deleting a tag that is not there changes nothing.
         with contextlib.suppress(NotFoundError):
@@ -705,7 +680,7 @@ async def set_alias(call: Call) -> dict[str, Any]:
     reference = _version_reference(call)
     validation.alias(alias)
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.MANAGE_ALIASES)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         await versions.set_alias(
@@ -718,7 +693,7 @@ async def delete_alias(call: Call) -> dict[str, Any]:
     name = call.required("name")
     alias = validation.alias(call.required("alias"))
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.MANAGE_ALIASES)
         model = await find_registered_model(session, project, name)
         # MLflow: deleting an alias that is not there changes nothing.
         with contextlib.suppress(NotFoundError):
@@ -732,7 +707,7 @@ async def get_version_by_alias(call: Call) -> dict[str, Any]:
     if alias.lower() != LATEST_ALIAS:
         validation.alias(alias)
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version: ModelVersion | None
         if alias.lower() == LATEST_ALIAS:
@@ -781,7 +756,7 @@ async def create_model_version(call: Call) -> dict[str, Any]:
     description = call.string("description")
     semver, tags = _version_tags(call)
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.CREATE_VERSION)
         model = await find_registered_model(session, project, name)
         lineage = await _lineage(session, project, source, run_id, model_id)
         candidate = None
@@ -825,7 +800,7 @@ async def get_model_version(call: Call) -> dict[str, Any]:
     name = call.required("name")
     reference = _version_reference(call)
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         return {"model_version": await _render_version(session, version)}
@@ -836,7 +811,7 @@ async def update_model_version(call: Call) -> dict[str, Any]:
     reference = _version_reference(call)
     description = _description(call)
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_VERSION)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         await versions.update_version(
@@ -859,7 +834,7 @@ async def transition_stage(call: Call) -> dict[str, Any]:
             field="archive_existing_versions",
         )
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_VERSION)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         await versions.update_version(
@@ -877,7 +852,7 @@ async def delete_model_version(call: Call) -> dict[str, Any]:
     reference = _version_reference(call)
     async with call.database.session() as session:
         # Finding it needs only reading; the service decides who may delete it.
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.DELETE_VERSION)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         # A hard delete, as MLflow's: gone at once, its package cleared by the job.
@@ -887,33 +862,18 @@ async def delete_model_version(call: Call) -> dict[str, Any]:
 
 async def search_model_versions(call: Call) -> dict[str, Any]:
     page = call.page(
-        default=search_language.SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
-        threshold=search_language.SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD,
+        default=paging.SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
+        threshold=paging.SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD,
     )
-    conditions = search_language.compile_model_version_filter(call.string("filter"))
-    orders = search_language.compile_model_version_order_by(call.strings("order_by"))
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
-        registered = sa.select(Model.id).where(
-            Model.project_id == project.id,
-            Model.registered.is_(True),
-            Model.state == LifecycleState.ACTIVE,
+        project = await call.project(session, Operation.READ)
+        shown, token = await versions.search_versions(
+            session,
+            project=project,
+            filter_string=call.string("filter"),
+            order_by=call.strings("order_by"),
+            page=page,
         )
-        rows = list(
-            await session.scalars(
-                page.of(
-                    sa.select(ModelVersion)
-                    .where(
-                        ModelVersion.project_id == project.id,
-                        ModelVersion.state == LifecycleState.ACTIVE,
-                        ModelVersion.model_id.in_(registered),
-                        *conditions,
-                    )
-                    .order_by(*orders)
-                )
-            )
-        )
-        shown, token = page.split(rows)
         body: dict[str, Any] = {"model_versions": await render_versions(session, list(shown))}
     if token:
         body["next_page_token"] = token
@@ -924,7 +884,7 @@ async def get_download_uri(call: Call) -> dict[str, Any]:
     name = call.required("name")
     reference = _version_reference(call)
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         return {"artifact_uri": await download_uri(session, project, version)}
@@ -937,7 +897,7 @@ async def set_model_version_tag(call: Call) -> dict[str, Any]:
     value = call.string("value", default="") or ""
     _check_version_tag_key(key)
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_VERSION)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         await versions.set_version_metadata(
@@ -952,7 +912,7 @@ async def delete_model_version_tag(call: Call) -> dict[str, Any]:
     key = validation.key(call.required("key"), kind="key")
     _check_version_tag_key(key)
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.UPDATE_VERSION)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         # MLflow: deleting a tag that is not there changes nothing.

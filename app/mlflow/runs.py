@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidValueError, NotFoundError
@@ -22,16 +21,13 @@ from app.mlflow.call import (
 from app.mlflow.experiments import experiment_iid, find_experiment
 from app.models import (
     Candidate,
-    CandidateMetadata,
-    CandidateParam,
     CandidateStatus,
-    Model,
     Project,
 )
-from app.services import candidates, key_values, users, validation
-from app.services import search as search_language
+from app.search import paging
+from app.services import candidates, users, validation
 from app.services.candidates import MetricPoint
-from app.services.policy import Action
+from app.services.policy import Operation
 
 RUN_NAME_TAG = "mlflow.runName"
 HISTORY_PAGE_DEFAULT = 25_000
@@ -52,18 +48,12 @@ async def find_run(
 async def render(session: AsyncSession, rows: list[Candidate]) -> list[dict[str, Any]]:
     """Runs as MLflow renders them, with one query per kind of data for all of them."""
     ids = [row.id for row in rows]
-    model_iids = dict(
-        (
-            await session.execute(
-                sa.select(Model.id, Model.iid).where(Model.id.in_({row.model_id for row in rows}))
-            )
-        ).all()
-    )
+    model_iids = await candidates.model_iids(session, model_ids={row.model_id for row in rows})
     usernames = await users.usernames(
         session, user_ids={row.user_id for row in rows if row.user_id is not None}
     )
-    params = await key_values.read_many(session, CandidateParam, owner_ids=ids)
-    tags = await key_values.read_many(session, CandidateMetadata, owner_ids=ids)
+    params = await candidates.params_of(session, candidate_ids=ids)
+    tags = await candidates.metadata_of(session, candidate_ids=ids)
     metrics = await candidates.get_latest_metrics_of(session, candidate_ids=ids)
     inputs = await candidates.get_inputs_of(session, candidate_ids=ids)
     rendered = []
@@ -117,7 +107,7 @@ async def create(call: Call) -> dict[str, Any]:
     run_name = call.string("run_name") or name_tag
     start_time = call.integer("start_time")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         candidate = await candidates.create_candidate(
             session,
@@ -136,7 +126,7 @@ async def get(call: Call) -> dict[str, Any]:
     if run_id is None:
         raise MissingParameterError("run_id")
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
         [run] = await render(session, [candidate])
     return {"run": run}
@@ -150,7 +140,7 @@ async def update(call: Call) -> dict[str, Any]:
     end_time = call.integer("end_time")
     run_name = call.string("run_name")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         candidate = await find_run(session, project, run_id)
         await candidates.update_candidate(
             session,
@@ -160,10 +150,12 @@ async def update(call: Call) -> dict[str, Any]:
             end_time=end_time,
             actor=call.actor,
         )
-        model_iid = await session.scalar(sa.select(Model.iid).where(Model.id == candidate.model_id))
+        model_iids = await candidates.model_iids(session, model_ids=[candidate.model_id])
     return {
         "run_info": protocol.run_info(
-            candidate, model_iid or 0, call.actor.username if call.actor else None
+            candidate,
+            model_iids.get(candidate.model_id, 0),
+            call.actor.username if call.actor else None,
         )
     }
 
@@ -171,7 +163,7 @@ async def update(call: Call) -> dict[str, Any]:
 async def delete(call: Call) -> dict[str, Any]:
     run_id = call.required("run_id")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.DELETE_RUN)
         candidate = await find_run(session, project, run_id, include_deleted=False)
         await candidates.delete_candidate(session, candidate=candidate, actor=call.actor)
     return {}
@@ -180,7 +172,7 @@ async def delete(call: Call) -> dict[str, Any]:
 async def restore(call: Call) -> dict[str, Any]:
     run_id = call.required("run_id")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.DELETE_RUN)
         candidate = await find_run(session, project, run_id)
         await candidates.restore_candidate(session, candidate=candidate, actor=call.actor)
     return {}
@@ -233,7 +225,7 @@ async def _log(
         raise MissingParameterError("run_id")
     run_name, other_tags = _split_run_name(list(tags))
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         candidate = await find_run(session, project, run_id)
         # MLflow's server stores the first 6,000 characters of a longer param value.
         await candidates.log_batch(
@@ -282,7 +274,7 @@ async def delete_tag(call: Call) -> dict[str, Any]:
     run_id = call.required("run_id")
     key = call.required("key")
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         candidate = await find_run(session, project, run_id)
         await candidates.delete_metadata(session, candidate=candidate, name=key)
     return {}
@@ -329,7 +321,7 @@ async def log_inputs(call: Call) -> dict[str, Any]:
             raise MissingParameterError("models.model_id")
         entries.append(("model_input", str(model_input["model_id"]), model_input))
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         candidate = await find_run(session, project, run_id)
         await candidates.record_inputs(session, candidate=candidate, entries=entries)
     return {}
@@ -343,7 +335,7 @@ async def log_outputs(call: Call) -> dict[str, Any]:
             raise MissingParameterError("models.model_id")
         entries.append(("model_output", f"{output['model_id']}:{output.get('step', 0)}", output))
     async with call.database.session() as session:
-        project = await call.project(session, Action.WRITE)
+        project = await call.project(session, Operation.LOG_RUN)
         candidate = await find_run(session, project, run_id)
         await candidates.record_inputs(session, candidate=candidate, entries=entries)
     return {}
@@ -356,7 +348,7 @@ async def metric_history(call: Call) -> dict[str, Any]:
     key = call.required("metric_key")
     page = call.page(default=HISTORY_PAGE_DEFAULT, threshold=HISTORY_PAGE_MAX)
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
         points = await candidates.get_metric_history(
             session, candidate=candidate, name=key, limit=page.size + 1, offset=page.offset
@@ -374,7 +366,7 @@ async def metric_history_bulk_interval(call: Call) -> dict[str, Any]:
         raise MissingParameterError("run_ids")
     key = call.required("metric_key")
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
+        project = await call.project(session, Operation.READ)
         sampled = await candidates.sample_metric_history(
             session,
             project=project,
@@ -395,24 +387,22 @@ async def search(call: Call) -> dict[str, Any]:
     experiment_ids = call.strings("experiment_ids")
     states = view_states(call, "run_view_type")
     page = call.page(
-        default=search_language.SEARCH_MAX_RESULTS_DEFAULT,
-        threshold=search_language.SEARCH_MAX_RESULTS_THRESHOLD,
+        default=paging.SEARCH_MAX_RESULTS_DEFAULT,
+        threshold=paging.SEARCH_MAX_RESULTS_THRESHOLD,
     )
-    conditions = search_language.compile_run_filter(call.string("filter"))
+    run_filter = candidates.RunFilter.parse(call.string("filter"))
     iids = [experiment_iid(value) for value in experiment_ids]
     async with call.database.session(read_only=True) as session:
-        project = await call.project(session, Action.READ)
-        # Ids, not a subquery: with the model known, PostgreSQL can walk the latest-metric
-        # index of a metric-ordered search (see search.fetch_runs).
-        model_ids = list(
-            await session.scalars(
-                sa.select(Model.id).where(Model.project_id == project.id, Model.iid.in_(iids))
-            )
+        project = await call.project(session, Operation.READ)
+        rows = await candidates.search_runs(
+            session,
+            project=project,
+            experiment_iids=iids,
+            states=states,
+            filter=run_filter,
+            order_by=call.strings("order_by"),
+            page=page,
         )
-        query = sa.select(Candidate).where(
-            Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *conditions
-        )
-        rows = await search_language.fetch_runs(session, query, call.strings("order_by"), page)
         shown, token = page.split(rows)
         body: dict[str, Any] = {"runs": await render(session, list(shown))}
     if token:

@@ -9,6 +9,7 @@ from app.models.candidate import (
     CandidateMetric,
     CandidateParam,
 )
+from app.models.candidate_keys import ModelCandidateKey
 from app.models.enums import (
     CandidateStatus,
     JobStatus,
@@ -25,12 +26,14 @@ from app.models.logged_model import LoggedModel
 from app.models.model import Model, ModelAlias, ModelMetadata
 from app.models.package import Package, PackageFile
 from app.models.project import Membership, Project
+from app.models.session import BrowserSession
 from app.models.user import AccessToken, User
 from app.models.version import ModelVersion, ModelVersionMetadata
 
 __all__ = [
     "AccessToken",
     "AuditEvent",
+    "BrowserSession",
     "Candidate",
     "CandidateInput",
     "CandidateLatestMetric",
@@ -45,6 +48,7 @@ __all__ = [
     "Membership",
     "Model",
     "ModelAlias",
+    "ModelCandidateKey",
     "ModelMetadata",
     "ModelVersion",
     "ModelVersionMetadata",

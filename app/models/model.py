@@ -32,6 +32,11 @@ class Model(Base):
     description_html: Mapped[str | None] = mapped_column(sa.Text)
     # Visible to the registry API once created there or given a version.
     registered: Mapped[bool] = mapped_column(default=False)
+    # Visible to MLflow's experiment API unless created through the registry alone.
+    experiment: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # Set while the experiment face is deleted (restorable); the model itself is deleted
+    # only when no registered face keeps it alive (app/services/models.py).
+    experiment_deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     state: Mapped[LifecycleState] = mapped_column(
         string_enum(LifecycleState), default=LifecycleState.ACTIVE
     )

@@ -17,6 +17,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(sa.String(255), unique=True)
     name: Mapped[str | None] = mapped_column(sa.String(255))
     email: Mapped[str | None] = mapped_column(sa.String(255))
+    # An argon2id hash; None: the user cannot sign in with a password.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

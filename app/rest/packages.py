@@ -41,20 +41,16 @@ project, owner or file; also a project the caller may not read), 408 ``request_t
 409 ``package_error``, 413 ``payload_too_large``, 416 ``range_not_satisfiable``, and 503
 ``storage_unavailable`` when the artifact store fails to take an upload.
 
-Download URLs (`file_url`) start with the configured external URL, never the ``Host`` the
-client sent (`app.external_urls`).
+Download URLs (`app.external_urls.file_url`) start with the configured external URL, never
+the ``Host`` the client sent.
 """
 
 from __future__ import annotations
 
-import mimetypes
-import posixpath
 import re
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -62,82 +58,38 @@ from starlette.routing import BaseRoute, Route
 
 from app.db import Database
 from app.errors import InvalidValueError, NotFoundError
-from app.external_urls import external_base
+from app.external_urls import PACKAGES_PATH
 from app.http_auth import actor_from_request
 from app.http_bodies import RequestRefusedError, store_upload, upload_size
-from app.mlflow.artifacts import ObjectResponse, attachment_disposition, parse_byte_range
+from app.http_files import file_download
 from app.models import (
-    Candidate,
-    LifecycleState,
-    ModelVersion,
     Package,
     PackageStatus,
     PackageType,
     Project,
 )
-from app.rest import PREFIX, RestError, guarded
+from app.rest import RestError, guarded
 from app.runtime import get_runtime
 from app.services import jobs, packages, projects
-from app.services.policy import Action
-from app.storage import RangeNotSatisfiableError, StoredObject, validate_key
+from app.services.packages import PackageOwner
+from app.services.policy import Operation
+from app.storage import StoredObject, validate_key
 
-BASE = f"{PREFIX}/projects/{{project}}/packages"
+BASE = PACKAGES_PATH
 CHECKSUM_HEADER = "x-checksum-sha256"
-CANDIDATE_PREFIX = "candidate:"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
-Owner = ModelVersion | Candidate
-
-
 # --- Resolving what a request addresses ----------------------------------------------------
 
 
-async def _project(request: Request, session: AsyncSession, action: Action) -> Project:
+async def _project(request: Request, session: AsyncSession, operation: Operation) -> Project:
     runtime = get_runtime(request)
     actor = await actor_from_request(request, runtime.database)
     return await projects.find_project(
-        session, actor=actor, path=request.path_params["project"], action=action
+        session, actor=actor, path=request.path_params["project"], operation=operation
     )
-
-
-async def _owner(session: AsyncSession, project: Project, ref: str) -> Owner:
-    """The version or candidate a ``<version ref>`` names in the project."""
-    if ref.startswith(CANDIDATE_PREFIX):
-        iid = _integer(ref.removeprefix(CANDIDATE_PREFIX), ref)
-        candidate = await session.scalar(
-            sa.select(Candidate).where(
-                Candidate.project_id == project.id,
-                Candidate.iid == iid,
-                Candidate.state == LifecycleState.ACTIVE,
-            )
-        )
-        if candidate is None:
-            raise NotFoundError(f"No candidate {iid} in project '{project.path}'", field="ref")
-        return candidate
-    version_id = _integer(ref, ref)
-    version = await session.scalar(
-        sa.select(ModelVersion).where(
-            ModelVersion.id == version_id,
-            ModelVersion.project_id == project.id,
-            ModelVersion.state == LifecycleState.ACTIVE,
-        )
-    )
-    if version is None:
-        raise NotFoundError(
-            f"No model version {version_id} in project '{project.path}'", field="ref"
-        )
-    return version
-
-
-def _integer(text: str, ref: str) -> int:
-    if not text.isdigit() or len(text) > 18:
-        raise InvalidValueError(
-            f"'{ref}' is no version reference: use a model version id or candidate:<iid>",
-            field="ref",
-        )
-    return int(text)
 
 
 def _name(value: str, field: str) -> str:
@@ -154,40 +106,11 @@ def _path(request: Request) -> str:
     return validate_key(request.path_params["path"], field="path")
 
 
-async def _owner_package(session: AsyncSession, owner: Owner) -> Package | None:
-    """The owner's package if it has one (reads never create one)."""
-    if owner.package_id is None:
-        return None
-    return await session.get(Package, owner.package_id)
-
-
-async def _generic_package(
-    session: AsyncSession, project: Project, name: str, version: str
-) -> Package | None:
-    found: Package | None = await session.scalar(
-        sa.select(Package).where(
-            Package.project_id == project.id,
-            Package.package_type == PackageType.GENERIC,
-            Package.name == name,
-            Package.version == version,
-        )
-    )
-    return found
-
-
-def _owner_resolver(owner: Owner) -> Callable[[AsyncSession], Awaitable[Package]]:
+def _owner_resolver(owner: PackageOwner) -> Callable[[AsyncSession], Awaitable[Package]]:
     """Finds (or creates) the owner's package in the transaction that records a file."""
 
     async def package_of(session: AsyncSession) -> Package:
-        if isinstance(owner, ModelVersion):
-            version = await session.get_one(ModelVersion, owner.id)
-            if version.state is not LifecycleState.ACTIVE:
-                raise NotFoundError(f"Model version {owner.id} was deleted", field="ref")
-            return await packages.version_package(session, version)
-        candidate = await session.get_one(Candidate, owner.id)
-        if candidate.state is not LifecycleState.ACTIVE:
-            raise NotFoundError(f"Candidate {owner.iid} was deleted", field="ref")
-        return await packages.candidate_package(session, candidate=candidate)
+        return await packages.package_for_upload(session, owner=owner)
 
     return package_of
 
@@ -309,8 +232,10 @@ async def upload_ml_model_file(request: Request) -> Response:
     path = _path(request)
     upload_size(request)
     async with get_runtime(request).database.session(read_only=True) as session:
-        project = await _project(request, session, Action.WRITE)
-        owner = await _owner(session, project, request.path_params["ref"])
+        project = await _project(request, session, Operation.UPLOAD)
+        owner = await packages.find_ref_owner(
+            session, project=project, ref=request.path_params["ref"]
+        )
     return await _store(request, project, path, _owner_resolver(owner))
 
 
@@ -320,7 +245,7 @@ async def upload_generic_file(request: Request) -> Response:
     path = _path(request)
     upload_size(request)
     async with get_runtime(request).database.session(read_only=True) as session:
-        project = await _project(request, session, Action.WRITE)
+        project = await _project(request, session, Operation.UPLOAD)
     return await _store(request, project, path, _generic_resolver(project, name, version))
 
 
@@ -344,39 +269,22 @@ async def _serve(request: Request, package: Package | None, path: str) -> Respon
                 code="package_error",
             )
         file = await packages.get_file(session, package=package, path=path)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": attachment_disposition(posixpath.basename(path)),
-        "X-Content-Type-Options": "nosniff",
-        "X-Package-Status": package.status.value,
-    }
-    if file.sha256:
-        headers["ETag"] = f'"{file.sha256}"'
-    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if request.method == "HEAD":
-        headers["Content-Length"] = str(file.size)
-        return Response(headers=headers, media_type=media_type)
-    start, end = parse_byte_range(request.headers.get("range"))
-    try:
-        stream = await runtime.artifacts.open(file.storage_key, start=start, end=end)
-    except RangeNotSatisfiableError as error:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{error.size}"})
-    except NotFoundError:
-        raise NotFoundError(f"No file '{path}'", field="path") from None
-    headers["Content-Length"] = str(stream.content_length)
-    status = 200
-    if start is not None or end is not None:
-        status = 206
-        headers["Content-Range"] = f"bytes {stream.start}-{stream.end}/{stream.size}"
-    return ObjectResponse(stream, status_code=status, headers=headers, media_type=media_type)
+    return await file_download(
+        request,
+        file,
+        missing=f"No file '{path}'",
+        headers={"X-Package-Status": package.status.value},
+    )
 
 
 async def download_ml_model_file(request: Request) -> Response:
     path = _path(request)
     async with get_runtime(request).database.session(read_only=True) as session:
-        project = await _project(request, session, Action.READ)
-        owner = await _owner(session, project, request.path_params["ref"])
-        package = await _owner_package(session, owner)
+        project = await _project(request, session, Operation.READ)
+        owner = await packages.find_ref_owner(
+            session, project=project, ref=request.path_params["ref"]
+        )
+        package = await packages.owner_package(session, owner=owner)
     return await _serve(request, package, path)
 
 
@@ -385,17 +293,21 @@ async def download_generic_file(request: Request) -> Response:
     version = _name(request.path_params["version"], "version")
     path = _path(request)
     async with get_runtime(request).database.session(read_only=True) as session:
-        project = await _project(request, session, Action.READ)
-        package = await _generic_package(session, project, name, version)
+        project = await _project(request, session, Operation.READ)
+        package = await packages.find_generic_package(
+            session, project=project, name=name, version=version
+        )
     return await _serve(request, package, path)
 
 
 async def list_ml_model_files(request: Request) -> Response:
     """The package's files with their size and sha256, by path."""
     async with get_runtime(request).database.session(read_only=True) as session:
-        project = await _project(request, session, Action.READ)
-        owner = await _owner(session, project, request.path_params["ref"])
-        package = await _owner_package(session, owner)
+        project = await _project(request, session, Operation.READ)
+        owner = await packages.find_ref_owner(
+            session, project=project, ref=request.path_params["ref"]
+        )
+        package = await packages.owner_package(session, owner=owner)
         body: dict[str, Any] = {"package": None, "files": []}
         if package is not None and package.status is not PackageStatus.PENDING_DESTRUCTION:
             body["package"] = {
@@ -409,14 +321,6 @@ async def list_ml_model_files(request: Request) -> Response:
                 for file in await packages.list_files(session, package=package)
             ]
     return JSONResponse(body)
-
-
-def file_url(request: Request, project: str, ref: str, path: str) -> str:
-    """Where a package file downloads from: `ref` is a version id or ``candidate:<iid>``."""
-    base = external_base(request, get_runtime(request).settings)
-    location = BASE.format(project=urllib.parse.quote(project, safe=""))
-    quoted = urllib.parse.quote(path)
-    return f"{base}{location}/ml_models/{ref}/files/{quoted}"
 
 
 def routes() -> list[BaseRoute]:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app import events
 from app.db import insert_with_conflicts, rows_by_id, utcnow
 from app.errors import InvalidValueError, NotFoundError
 from app.models import (
@@ -29,11 +30,14 @@ from app.models import (
     Model,
     Project,
 )
-from app.services import audit, jobs, key_values, validation
+from app.search import grammar
+from app.search.paging import Page
+from app.search.runs import compile_run_filter, fetch_runs, run_condition
+from app.search.sql import CodepointOrder
+from app.services import audit, candidate_keys, jobs, key_values, keyset, validation
 from app.services.actor import Actor
-from app.services.keyset import Sort, SortKey
+from app.services.keyset import KeysetPage, Sort, SortKey, Window
 from app.services.projects import next_iid
-from app.services.search import CodepointOrder
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -42,6 +46,11 @@ MAX_ENTRIES_PER_BATCH = 1000
 # MLflow's bounds on get-history-bulk-interval: runs per call, values sampled per run.
 MAX_SAMPLED_RUNS = 100
 MAX_SAMPLED_POINTS = 2500
+# A chart's bounds (GraphQL's metricHistories): values per series, series per candidate.
+DEFAULT_CHART_POINTS = 1000
+MAX_CHART_POINTS = 10_000
+MAX_CHART_SERIES = 20
+MAX_CHART_VALUES = 1_000_000  # what the charts of one request may hold at most
 
 VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
 
@@ -66,6 +75,53 @@ class MetricPoint:
         """What makes two points the same point; every NaN is the same NaN."""
         is_nan = math.isnan(self.value)
         return (self.name, self.step, self.timestamp, 0.0 if is_nan else self.value, is_nan)
+
+
+# Metric points one change event carries at most; a larger batch makes several events.
+MAX_POINTS_PER_EVENT = 1000
+
+
+@dataclass(frozen=True)
+class CandidateChange:
+    """What the subscribers of a candidate (`events.candidate_channel`) are told after a
+    commit: its status and end time, and the metric points the change logged."""
+
+    status: CandidateStatus
+    end_time: int | None
+    metrics: Sequence[MetricPoint] = ()
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "end_time": self.end_time,
+            "metrics": [[p.name, p.value, p.step, p.timestamp] for p in self.metrics],
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> CandidateChange:
+        points = [
+            MetricPoint(name=name, value=value, step=step, timestamp=timestamp)
+            for name, value, step, timestamp in message["metrics"]
+        ]
+        return cls(CandidateStatus(message["status"]), message["end_time"], points)
+
+
+def _announce(
+    session: AsyncSession, candidate: Candidate, metrics: Sequence[MetricPoint] = ()
+) -> None:
+    """Tell the candidate's subscribers about this change once it is committed."""
+    channel = events.candidate_channel(candidate.id)
+    for start in range(0, max(len(metrics), 1), MAX_POINTS_PER_EVENT):
+        chunk = metrics[start : start + MAX_POINTS_PER_EVENT]
+        change = CandidateChange(candidate.status, candidate.end_time, chunk)
+        events.stage(session, channel, change.message())
+
+
+async def current_change(session: AsyncSession, *, candidate: Candidate) -> CandidateChange:
+    """A candidate's state as a change from nothing: its status, end time and the latest
+    value of each of its metrics (the first message of a subscription)."""
+    latest = await get_latest_metrics(session, candidate=candidate)
+    return CandidateChange(candidate.status, candidate.end_time, latest[:MAX_POINTS_PER_EVENT])
 
 
 def now_ms() -> int:
@@ -163,7 +219,8 @@ async def update_candidate(
     end_time: int | None = None,
     actor: Actor | None = None,
 ) -> Candidate:
-    """Rename a candidate or move it to another status (MLflow's update-run)."""
+    """Rename a candidate or move it to another status (MLflow's update-run); a new
+    status or end time goes to the candidate's subscribers once committed."""
     _require_active(candidate)
     if name is not None:
         if len(name) > validation.MAX_KEY_LENGTH:
@@ -178,6 +235,8 @@ async def update_candidate(
         candidate.end_time = end_time
     await session.flush()
     await audit.record(session, actor=actor, action="candidate.update", target=candidate)
+    if status is not None or end_time is not None:
+        _announce(session, candidate)
     return candidate
 
 
@@ -259,9 +318,11 @@ async def log_batch(
     truncate_long_params: bool = False,
 ) -> None:
     """Log metrics, params and metadata of a candidate: validated whole first, then
-    written with one statement per kind, so a bad entry writes nothing. A param value over
-    6,000 characters is refused, or stored as its first 6,000 with `truncate_long_params`
-    (MLflow's server truncates by default)."""
+    written with one statement per kind, and one for the names the model's candidates
+    have logged (app/services/candidate_keys.py), so a bad entry writes nothing. A param
+    value over 6,000 characters is refused, or stored as its first 6,000 with
+    `truncate_long_params` (MLflow's server truncates by default). Once committed, the
+    metric points go to the candidate's subscribers (`CandidateChange`)."""
     _require_active(candidate)
     param_pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
     tag_pairs = list(tags.items()) if isinstance(tags, Mapping) else list(tags)
@@ -275,6 +336,15 @@ async def log_batch(
     await _write_params(session, candidate, new_params)
     await _write_metrics(session, candidate, metrics)
     await key_values.replace(session, CandidateMetadata, owner_id=candidate.id, items=new_tags)
+    await candidate_keys.record(
+        session,
+        model_id=candidate.model_id,
+        metrics=(point.name for point in metrics),
+        params=new_params,
+        tags=new_tags,
+    )
+    if metrics:
+        _announce(session, candidate, metrics)
 
 
 def _check_batch_size(metrics: int, params: int, tags: int) -> None:
@@ -580,26 +650,68 @@ async def sample_metric_history(
     for eid in distinct:
         if eid not in found:
             raise NotFoundError(f"Run '{eid}' not found", field="run_id")
-    points: dict[int, list[MetricPoint]] = {found[eid].id: [] for eid in distinct}
-    in_range = [CandidateMetric.candidate_id.in_(points), CandidateMetric.name == name]
-    if start_step is not None and end_step is not None:
-        in_range += [CandidateMetric.step >= start_step, CandidateMetric.step <= end_step]
-    run = CandidateMetric.candidate_id
-    # Counted apart from the numbering: a COUNT window would hold each run's whole range.
+    sampled = await sample_histories(
+        session,
+        candidate_ids=[found[eid].id for eid in distinct],
+        names=[name],
+        max_points=max_points,
+        min_step=start_step,
+        max_step=end_step,
+    )
+    return [(eid, sampled[found[eid].id, name]) for eid in distinct]
+
+
+async def sample_histories(
+    session: AsyncSession,
+    *,
+    candidate_ids: Collection[int],
+    names: Collection[str],
+    max_points: int,
+    min_step: int | None = None,
+    max_step: int | None = None,
+) -> dict[tuple[int, str], list[MetricPoint]]:
+    """The histories of `names` for each candidate, by (candidate id, name), each cut down
+    as MLflow's get-history-bulk-interval cuts one (see `sample_metric_history`), from
+    `min_step` and up to `max_step` where given, in one statement whatever the number of
+    candidates and names. A candidate that never logged a name gets an empty list."""
+    points: dict[tuple[int, str], list[MetricPoint]] = {
+        (candidate_id, name): [] for candidate_id in candidate_ids for name in names
+    }
+    if not points:
+        return points
+    in_range: list[sa.ColumnElement[bool]] = [
+        CandidateMetric.candidate_id.in_(list(candidate_ids)),
+        CandidateMetric.name.in_(list(names)),
+    ]
+    if min_step is not None:
+        in_range.append(CandidateMetric.step >= min_step)
+    if max_step is not None:
+        in_range.append(CandidateMetric.step <= max_step)
+    series = (CandidateMetric.candidate_id, CandidateMetric.name)
+    # Counted apart from the numbering: a COUNT window would hold each series' whole range.
     counts = (
-        sa.select(run, sa.func.count().label("count")).where(*in_range).group_by(run).subquery()
+        sa.select(*series, sa.func.count().label("count"))
+        .where(*in_range)
+        .group_by(*series)
+        .subquery()
     )
     numbered = (
         sa.select(
-            run,
+            *series,
             CandidateMetric.value,
             CandidateMetric.is_nan,
             CandidateMetric.step,
             CandidateMetric.timestamp,
             (
+                # MLflow's order, and the unique index's: the database walks it, unsorted.
                 sa.func.row_number().over(
-                    partition_by=run,
-                    order_by=(CandidateMetric.step, CandidateMetric.timestamp, CandidateMetric.id),
+                    partition_by=series,
+                    order_by=(
+                        CandidateMetric.step,
+                        CandidateMetric.timestamp,
+                        CandidateMetric.value,
+                        CandidateMetric.is_nan,
+                    ),
                 )
                 - 1
             ).label("position"),
@@ -610,18 +722,98 @@ async def sample_metric_history(
     rows = await session.execute(
         sa.select(
             numbered.c.candidate_id,
+            numbered.c.name,
             numbered.c.value,
             numbered.c.is_nan,
             numbered.c.step,
             numbered.c.timestamp,
         )
-        .join(counts, counts.c.candidate_id == numbered.c.candidate_id)
+        .join(
+            counts,
+            sa.and_(
+                counts.c.candidate_id == numbered.c.candidate_id,
+                counts.c.name == numbered.c.name,
+            ),
+        )
         .where(_evenly_spaced(numbered.c.position, counts.c.count, max_points))
-        .order_by(numbered.c.candidate_id, numbered.c.position)
+        .order_by(numbered.c.candidate_id, numbered.c.name, numbered.c.position)
     )
-    for candidate_id, value, is_nan, step, timestamp in rows:
-        points[candidate_id].append(_point(value, is_nan, name, step, timestamp))
-    return [(eid, points[found[eid].id]) for eid in distinct]
+    for candidate_id, name, value, is_nan, step, timestamp in rows:
+        points[candidate_id, name].append(_point(value, is_nan, name, step, timestamp))
+    return points
+
+
+@dataclass(frozen=True)
+class ChartRequest:
+    """Which series of a candidate a chart asks for (GraphQL's metricHistories): up to
+    20 distinct metric names, each cut down to `max_points` (1 to 10,000) as
+    `sample_histories` does, within [min_step, max_step] where given."""
+
+    names: tuple[str, ...]
+    max_points: int = DEFAULT_CHART_POINTS
+    min_step: int | None = None
+    max_step: int | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        names: Sequence[str],
+        max_points: int = DEFAULT_CHART_POINTS,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> ChartRequest:
+        distinct = tuple(dict.fromkeys(names))
+        if len(distinct) > MAX_CHART_SERIES:
+            raise InvalidValueError(
+                f"A chart reads at most {MAX_CHART_SERIES} metrics at once; "
+                f"{len(distinct)} were given",
+                field="names",
+            )
+        if not 1 <= max_points <= MAX_CHART_POINTS:
+            raise InvalidValueError(
+                f"maxPoints must be between 1 and {MAX_CHART_POINTS}; got {max_points}",
+                field="maxPoints",
+            )
+        if min_step is not None and max_step is not None and min_step > max_step:
+            raise InvalidValueError(
+                f"minStep ({min_step}) is greater than maxStep ({max_step})", field="minStep"
+            )
+        return cls(distinct, max_points, min_step, max_step)
+
+
+async def chart_series(
+    session: AsyncSession, *, asked: Collection[tuple[int, ChartRequest]]
+) -> dict[tuple[int, ChartRequest], list[list[MetricPoint]]]:
+    """The series each (candidate id, request) asks for, in the order of its names: one
+    statement per distinct request, whatever the number of candidates asking it. Asked
+    together, they may hold at most 1,000,000 values (e.g. 10 candidates x 20 series x
+    5,000 values); more is refused before anything is read."""
+    by_request: dict[ChartRequest, list[int]] = {}
+    for candidate_id, request in asked:
+        by_request.setdefault(request, []).append(candidate_id)
+    at_most = sum(
+        len(ids) * len(request.names) * request.max_points for request, ids in by_request.items()
+    )
+    if at_most > MAX_CHART_VALUES:
+        raise InvalidValueError(
+            f"Charts asked together may hold at most {MAX_CHART_VALUES:,} values; these "
+            f"could hold {at_most:,}: ask fewer candidates, metrics or points",
+            field="maxPoints",
+        )
+    found: dict[tuple[int, ChartRequest], list[list[MetricPoint]]] = {}
+    for request, candidate_ids in by_request.items():
+        sampled = await sample_histories(
+            session,
+            candidate_ids=candidate_ids,
+            names=request.names,
+            max_points=request.max_points,
+            min_step=request.min_step,
+            max_step=request.max_step,
+        )
+        for candidate_id in candidate_ids:
+            found[candidate_id, request] = [sampled[candidate_id, n] for n in request.names]
+    return found
 
 
 def _evenly_spaced(
@@ -664,16 +856,17 @@ async def record_inputs(
 
 
 async def get_inputs_of(
-    session: AsyncSession, *, candidate_ids: list[int]
+    session: AsyncSession, *, candidate_ids: list[int], kind: str | None = None
 ) -> dict[int, list[CandidateInput]]:
+    """The inputs and outputs each candidate recorded (those of one `kind` if given), in
+    the order they were recorded."""
     found: dict[int, list[CandidateInput]] = {candidate_id: [] for candidate_id in candidate_ids}
     if not candidate_ids:
         return found
-    rows = await session.scalars(
-        sa.select(CandidateInput)
-        .where(CandidateInput.candidate_id.in_(candidate_ids))
-        .order_by(CandidateInput.id)
-    )
+    query = sa.select(CandidateInput).where(CandidateInput.candidate_id.in_(candidate_ids))
+    if kind is not None:
+        query = query.where(CandidateInput.kind == kind)
+    rows = await session.scalars(query.order_by(CandidateInput.id))
     for row in rows:
         found[row.candidate_id].append(row)
     return found
@@ -712,6 +905,25 @@ async def count_candidates(session: AsyncSession, *, model_ids: Collection[int])
     return counts
 
 
+async def model_iids(session: AsyncSession, *, model_ids: Collection[int]) -> dict[int, int]:
+    """The iid (MLflow's experiment id) of each model candidates belong to, deleted
+    models included."""
+    if not model_ids:
+        return {}
+    rows = await session.execute(sa.select(Model.id, Model.iid).where(Model.id.in_(model_ids)))
+    return {model_id: iid for model_id, iid in rows}
+
+
+async def eids_of(session: AsyncSession, *, candidate_ids: Collection[int]) -> dict[int, str]:
+    """The external id (MLflow run id) of each candidate, whatever its state."""
+    if not candidate_ids:
+        return {}
+    rows = await session.execute(
+        sa.select(Candidate.id, Candidate.eid).where(Candidate.id.in_(candidate_ids))
+    )
+    return {candidate_id: eid for candidate_id, eid in rows}
+
+
 async def params_of(
     session: AsyncSession, *, candidate_ids: list[int]
 ) -> dict[int, dict[str, str]]:
@@ -724,34 +936,304 @@ async def metadata_of(
     return await key_values.read_many(session, CandidateMetadata, owner_ids=candidate_ids)
 
 
-# --- Listing in order ------------------------------------------------------------------------
+async def entries_named(
+    session: AsyncSession,
+    table: type[CandidateParam] | type[CandidateMetadata],
+    *,
+    asked: Collection[tuple[int, tuple[str, ...]]],
+) -> dict[tuple[int, tuple[str, ...]], dict[str, str]]:
+    """The params (or metadata) of each (candidate id, names) among those names, by name:
+    one statement per distinct set of names, whatever the number of candidates asking."""
+    by_names: dict[tuple[str, ...], list[int]] = {}
+    for candidate_id, names in asked:
+        by_names.setdefault(names, []).append(candidate_id)
+    found: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {pair: {} for pair in asked}
+    for names, candidate_ids in by_names.items():
+        if not names:
+            continue
+        rows = await session.execute(
+            sa.select(table.candidate_id, table.name, table.value)
+            .where(table.candidate_id.in_(candidate_ids), table.name.in_(names))
+            .order_by(table.candidate_id, table.name)
+        )
+        for candidate_id, name, value in rows:
+            found[candidate_id, names][name] = value
+    return found
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset a candidate used, as MLflow's log_inputs described it: its name, digest,
+    source (type and location), schema and profile (JSON text, where logged), and the
+    input's tags, among them `mlflow.data.context` ("training", "evaluation" ...)."""
+
+    name: str
+    digest: str | None
+    source_type: str | None
+    source: str | None
+    schema: str | None
+    profile: str | None
+    tags: dict[str, str]
+
+    @property
+    def context(self) -> str | None:
+        return self.tags.get(DATASET_CONTEXT_TAG)
+
+    @classmethod
+    def from_row(cls, row: CandidateInput) -> DatasetInput:
+        dataset = row.payload.get("dataset") or {}
+        tags = row.payload.get("tags") or []
+
+        def text(name: str) -> str | None:
+            value = dataset.get(name)
+            return None if value is None else str(value)
+
+        return cls(
+            name=str(dataset.get("name", "")),
+            digest=text("digest"),
+            source_type=text("source_type"),
+            source=text("source"),
+            schema=text("schema"),
+            profile=text("profile"),
+            tags={str(tag["key"]): str(tag.get("value", "")) for tag in tags},
+        )
+
+
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+# A candidate's children are listed up to this many at once (GraphQL's `children`).
+DEFAULT_CHILDREN = 100
+MAX_CHILDREN = 1000
+
+
+async def dataset_inputs_of(
+    session: AsyncSession, *, candidate_ids: list[int]
+) -> dict[int, list[DatasetInput]]:
+    """The datasets each candidate used, in the order they were logged."""
+    rows = await get_inputs_of(session, candidate_ids=candidate_ids, kind="dataset_input")
+    return {owner: [DatasetInput.from_row(row) for row in found] for owner, found in rows.items()}
+
+
+async def parents_of(
+    session: AsyncSession, *, candidate_ids: Collection[int]
+) -> dict[int, Candidate]:
+    """The parent of each candidate that has one (MLflow's nested runs: the run named by
+    its `mlflow.parentRunId` tag), in the same project, deleted parents included."""
+    if not candidate_ids:
+        return {}
+    child = aliased(Candidate)
+    rows = await session.execute(
+        sa.select(CandidateMetadata.candidate_id, Candidate)
+        .select_from(CandidateMetadata)
+        .join(child, child.id == CandidateMetadata.candidate_id)
+        .join(
+            Candidate,
+            sa.and_(
+                Candidate.eid == CandidateMetadata.value,
+                Candidate.project_id == child.project_id,
+                Candidate.state.in_(VISIBLE_STATES),
+            ),
+        )
+        .where(
+            CandidateMetadata.candidate_id.in_(candidate_ids),
+            CandidateMetadata.name == PARENT_RUN_TAG,
+        )
+    )
+    return {candidate_id: parent for candidate_id, parent in rows}
+
+
+def children_limit(first: int) -> int:
+    """How many children a list asks for: 0 to MAX_CHILDREN."""
+    if not 0 <= first <= MAX_CHILDREN:
+        raise InvalidValueError(
+            f"`first` must be between 0 and {MAX_CHILDREN}, not {first}", field="first"
+        )
+    return first
+
+
+async def children_of(
+    session: AsyncSession, *, asked: Collection[tuple[int, int]]
+) -> dict[tuple[int, int], list[Candidate]]:
+    """The active children of each (candidate id, limit): the first `limit` candidates of
+    the same project whose `mlflow.parentRunId` tag names it, by start time then iid. One
+    statement per distinct limit, whatever the number of parents."""
+    by_limit: dict[int, list[int]] = {}
+    for candidate_id, limit in asked:
+        by_limit.setdefault(limit, []).append(candidate_id)
+    found: dict[tuple[int, int], list[Candidate]] = {pair: [] for pair in asked}
+    parent = aliased(Candidate)
+    for limit, parent_ids in by_limit.items():
+        if limit == 0:
+            continue
+        numbered = (
+            sa.select(
+                parent.id.label("parent_id"),
+                Candidate.id.label("child_id"),
+                sa.func.row_number()
+                .over(partition_by=parent.id, order_by=(Candidate.start_time, Candidate.iid))
+                .label("position"),
+            )
+            .select_from(Candidate)
+            .join(
+                CandidateMetadata,
+                sa.and_(
+                    CandidateMetadata.candidate_id == Candidate.id,
+                    CandidateMetadata.name == PARENT_RUN_TAG,
+                ),
+            )
+            .join(
+                parent,
+                sa.and_(
+                    parent.eid == CandidateMetadata.value,
+                    parent.project_id == Candidate.project_id,
+                ),
+            )
+            .where(parent.id.in_(parent_ids), Candidate.state == LifecycleState.ACTIVE)
+            .subquery()
+        )
+        rows = await session.execute(
+            sa.select(numbered.c.parent_id, Candidate)
+            .join(Candidate, Candidate.id == numbered.c.child_id)
+            .where(numbered.c.position <= limit)
+            .order_by(numbered.c.parent_id, numbered.c.position)
+        )
+        for parent_id, row in rows:
+            found[parent_id, limit].append(row)
+    return found
+
+
+# --- Searching: GraphQL's filtered pages, MLflow's search_runs -------------------------------
 
 
 class CandidateSort(enum.Enum):
-    CREATED_AT = "created_at"  # the start time
+    CREATED_AT = "created_at"  # the start time, as START_TIME (the first name it had)
+    START_TIME = "start_time"
+    END_TIME = "end_time"
+    STATUS = "status"
+    DURATION = "duration"  # end time minus start time: unknown while running
     NAME = "name"
     METRIC = "metric"
     PARAM = "param"
+    TAG = "tag"
+
+
+# The sorts that order by one named metric, param or tag, given in `key`.
+_KEYED_SORTS = (CandidateSort.METRIC, CandidateSort.PARAM, CandidateSort.TAG)
+
+
+class CandidateLifecycle(enum.Enum):
+    """Which candidates a search sees: active ones, deleted ones (MLflow's soft-deleted
+    runs, restorable until purged), or both."""
+
+    ACTIVE = "active"
+    DELETED = "deleted"
+    ALL = "all"
+
+    @property
+    def states(self) -> tuple[LifecycleState, ...]:
+        if self is CandidateLifecycle.ALL:
+            return VISIBLE_STATES
+        return (LifecycleState(self.value),)
+
+
+@dataclass(frozen=True)
+class CandidateQuery:
+    """Conditions a candidate must all meet: comparisons of its latest metrics, params,
+    tags and attributes; MLflow's search_runs filter (`query`); a part of its name, in
+    any case; whether it was promoted into a version; where it is in its lifecycle
+    (active ones unless asked otherwise)."""
+
+    comparisons: Sequence[grammar.Comparison] = ()
+    query: str | None = None
+    name_contains: str | None = None
+    has_version: bool | None = None
+    lifecycle: CandidateLifecycle = CandidateLifecycle.ACTIVE
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        found = [run_condition(comparison) for comparison in self.comparisons]
+        try:
+            found += compile_run_filter(self.query)
+        except InvalidValueError as error:
+            raise InvalidValueError(error.message, field="filter.query") from None
+        if self.name_contains is not None:
+            found.append(Candidate.name.icontains(self.name_contains, autoescape=True))
+        if self.has_version is True:
+            found.append(Candidate.model_version_id.is_not(None))
+        elif self.has_version is False:
+            found.append(Candidate.model_version_id.is_(None))
+        found.append(Candidate.state.in_(self.lifecycle.states))
+        return found
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    model: Model,
+    filter: CandidateQuery,
+    sort: CandidateSort = CandidateSort.CREATED_AT,
+    key: str | None = None,
+    ascending: bool = False,
+    window: Window,
+) -> KeysetPage[Candidate]:
+    """The page `window` asks for of a model's candidates meeting `filter`, in the order
+    of `sort` (see `sorted_candidates`), with their total when the window asks. A bad
+    filter is refused on `filter.query`, a missing sort key on `key`."""
+    query, order = sorted_candidates(
+        Candidate.model_id == model.id,
+        conditions=filter.conditions(),
+        sort=sort,
+        key=key,
+        ascending=ascending,
+    )
+    return await keyset.read(session, query, order, window)
+
+
+async def search_project(
+    session: AsyncSession,
+    *,
+    project: Project,
+    model_names: Collection[str] | None = None,
+    filter: CandidateQuery,
+    sort: CandidateSort = CandidateSort.CREATED_AT,
+    key: str | None = None,
+    ascending: bool = False,
+    window: Window,
+) -> KeysetPage[Candidate]:
+    """`search` across the project's active models, or those of them named in
+    `model_names` (MLflow's search_runs over several experiments): one list, one order."""
+    models = sa.select(Model.id).where(
+        Model.project_id == project.id, Model.state == LifecycleState.ACTIVE
+    )
+    if model_names is not None:
+        models = models.where(Model.name.in_(model_names))
+    query, order = sorted_candidates(
+        Candidate.model_id.in_(models.scalar_subquery()),
+        conditions=filter.conditions(),
+        sort=sort,
+        key=key,
+        ascending=ascending,
+    )
+    return await keyset.read(session, query, order, window)
 
 
 def sorted_candidates(
-    model: Model,
+    scope: sa.ColumnElement[bool],
     *,
     conditions: Sequence[sa.ColumnElement[bool]],
     sort: CandidateSort,
     key: str | None,
     ascending: bool,
 ) -> tuple[sa.Select[Any], Sort]:
-    """The active candidates of a model meeting `conditions`, and their order. Metrics
-    sort numbers (infinities included) first, then NaN, then candidates without the
-    metric, in both directions; params sort by code point, missing ones last; ties go
-    by iid. The metric or param is joined, so PostgreSQL can use its indexes."""
-    query = sa.select(Candidate).where(
-        Candidate.model_id == model.id, Candidate.state == LifecycleState.ACTIVE, *conditions
-    )
+    """The candidates in `scope` (of a model, of models) meeting `conditions`, and their
+    order. Metrics sort numbers (infinities included) first, then NaN, then candidates
+    without the metric, in both directions; params, tags, names and statuses sort by code
+    point; a missing value (no such param or tag, no end time or duration while running)
+    sorts last in both directions; ties go by iid. The metric, param or tag is joined, so
+    PostgreSQL can use its indexes."""
+    query = sa.select(Candidate).where(scope, *conditions)
     tie = SortKey(Candidate.iid)
     keys: list[SortKey]
-    if sort in (CandidateSort.METRIC, CandidateSort.PARAM) and not key:
+    if sort in _KEYED_SORTS and not key:
         raise InvalidValueError(
             f"Ordering by a {sort.value} needs the {sort.value}'s name in `key`", field="key"
         )
@@ -767,22 +1249,33 @@ def sorted_candidates(
         )
         rank = sa.case((metric.candidate_id.is_(None), 2), (metric.is_nan, 1), else_=0)
         keys = [SortKey(rank), SortKey(metric.value, ascending), tie]
-    elif sort is CandidateSort.PARAM:
-        param = aliased(CandidateParam)
-        query = query.outerjoin(
-            param, sa.and_(param.candidate_id == Candidate.id, param.name == key)
+    elif sort is CandidateSort.PARAM or sort is CandidateSort.TAG:
+        entry: type[CandidateParam] | type[CandidateMetadata] = aliased(
+            CandidateParam if sort is CandidateSort.PARAM else CandidateMetadata
         )
-        keys = [SortKey(CodepointOrder(param.value), ascending), tie]
+        query = query.outerjoin(
+            entry, sa.and_(entry.candidate_id == Candidate.id, entry.name == key)
+        )
+        keys = [SortKey(CodepointOrder(entry.value), ascending), tie]
     elif sort is CandidateSort.NAME:
         keys = [SortKey(CodepointOrder(Candidate.name), ascending), tie]
+    elif sort is CandidateSort.STATUS:
+        status = sa.type_coerce(Candidate.status, sa.String())
+        keys = [SortKey(CodepointOrder(status), ascending), tie]
+    elif sort is CandidateSort.END_TIME:
+        keys = [SortKey(Candidate.end_time, ascending), tie]
+    elif sort is CandidateSort.DURATION:
+        keys = [SortKey(Candidate.end_time - Candidate.start_time, ascending), tie]
     else:
         keys = [SortKey(Candidate.start_time, ascending), tie]
     signature = f"candidates:{sort.value}:{int(ascending)}:{key or ''}"
     return query, Sort(keys, signature=signature)
 
 
-def metric_history_query(candidate: Candidate, *, name: str) -> tuple[sa.Select[Any], Sort]:
-    """A metric's logged values, by step then timestamp."""
+async def metric_history_page(
+    session: AsyncSession, *, candidate: Candidate, name: str, window: Window
+) -> KeysetPage[MetricPoint]:
+    """The page `window` asks for of a metric's logged values, by step then timestamp."""
     query = sa.select(CandidateMetric).where(
         CandidateMetric.candidate_id == candidate.id, CandidateMetric.name == name
     )
@@ -791,7 +1284,47 @@ def metric_history_query(candidate: Candidate, *, name: str) -> tuple[sa.Select[
         SortKey(CandidateMetric.timestamp),
         SortKey(CandidateMetric.id),
     ]
-    return query, Sort(keys, signature="metric_history")
+    page = await keyset.read(session, query, Sort(keys, signature="metric_history"), window)
+    return page.map(metric_point)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """MLflow's search_runs filter, checked before anything is read (`parse`)."""
+
+    conditions: Sequence[sa.ColumnElement[bool]]
+
+    @classmethod
+    def parse(cls, text: str | None) -> RunFilter:
+        return cls(compile_run_filter(text))
+
+
+async def search_runs(
+    session: AsyncSession,
+    *,
+    project: Project,
+    experiment_iids: Collection[int],
+    states: Sequence[LifecycleState],
+    filter: RunFilter,
+    order_by: Sequence[str] | None,
+    page: Page,
+) -> list[Candidate]:
+    """MLflow's search_runs: candidates of the project's models with these iids, in
+    these states, meeting `filter`, in MLflow's `order_by`; one row past the page tells
+    whether another follows (see `fetch_runs`)."""
+    # Ids, not a subquery: with the model known, PostgreSQL can walk the latest-metric
+    # index of a metric-ordered search (see fetch_runs).
+    model_ids = list(
+        await session.scalars(
+            sa.select(Model.id).where(
+                Model.project_id == project.id, Model.iid.in_(experiment_iids)
+            )
+        )
+    )
+    query = sa.select(Candidate).where(
+        Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *filter.conditions
+    )
+    return await fetch_runs(session, query, order_by, page)
 
 
 def metric_point(row: CandidateMetric) -> MetricPoint:
@@ -805,15 +1338,3 @@ def metric_point(row: CandidateMetric) -> MetricPoint:
         dataset_name=row.dataset_name,
         dataset_digest=row.dataset_digest,
     )
-
-
-def name_contains(text: str) -> sa.ColumnElement[bool]:
-    """Candidates whose name holds `text`, in any case."""
-    return Candidate.name.icontains(text, autoescape=True)
-
-
-def has_version(flag: bool) -> sa.ColumnElement[bool]:
-    """Candidates promoted into a version (or, with False, not)."""
-    if flag:
-        return Candidate.model_version_id.is_not(None)
-    return Candidate.model_version_id.is_(None)

@@ -9,6 +9,9 @@ whose worker died becomes claimable again and resumes from its saved progress. W
 the handler runs, its runner renews the lease (`renew_lease`); every change a runner
 makes to its claimed row is fenced by the attempt number, so a runner whose lease
 expired and whose job was claimed again changes nothing.
+
+Each change of a job's status or progress is told to the job's subscribers
+(`events.job_channel`) once committed, as the `job_message` of the state it leaves.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import events
 from app.db import ENQUEUED_JOBS_KEY, Database, rows_by_id, utcnow
 from app.errors import NotFoundError
 from app.models import Job, JobStatus
+from app.services.keyset import Sort, SortKey
 
 PURGE_DELETED_RUNS = "purge_deleted_runs"
 DELETE_MODEL = "delete_model"
@@ -45,6 +50,40 @@ UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 JOB_LEASE = dt.timedelta(seconds=45)
 
 MAX_ERROR_LENGTH = 4000
+
+
+# The columns of a job its subscribers are told, and how each travels in JSON.
+_TOLD_COLUMNS = ("id", "kind", "payload", "project_id", "progress", "attempts", "max_attempts")
+_TOLD_TIMES = ("created_at", "finished_at")
+
+
+def job_message(job: Job) -> dict[str, Any]:
+    """A job as its subscribers are told it after each change (`job_from_message`)."""
+    message = {column: getattr(job, column) for column in _TOLD_COLUMNS}
+    message |= {column: _iso(getattr(job, column)) for column in _TOLD_TIMES}
+    return message | {"status": job.status.value, "last_error": job.last_error}
+
+
+def job_from_message(message: dict[str, Any]) -> Job:
+    """The job a `job_message` told, as a row detached from any session (read it only)."""
+    times = {
+        column: None if message[column] is None else dt.datetime.fromisoformat(message[column])
+        for column in _TOLD_TIMES
+    }
+    columns = {column: message[column] for column in _TOLD_COLUMNS}
+    return Job(
+        **columns, **times, status=JobStatus(message["status"]), last_error=message["last_error"]
+    )
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+async def _announce(session: AsyncSession, job_id: int) -> None:
+    """Tell the job's subscribers the state this transaction leaves it in, once committed."""
+    job = await session.get_one(Job, job_id, populate_existing=True)
+    events.stage(session, events.job_channel(job_id), job_message(job))
 
 
 async def enqueue(
@@ -175,19 +214,22 @@ async def claim(database: Database, job_id: int, *, lease: dt.timedelta = JOB_LE
         )
         if result.rowcount != 1:
             return None
-        return await session.get_one(Job, job_id, populate_existing=True)
+        await _announce(session, job_id)
+        return await session.get_one(Job, job_id)
 
 
 async def save_progress(database: Database, job_id: int, progress: dict[str, Any]) -> None:
     """Record a running job's progress in a transaction of its own, so a retry after
     a crash resumes from here."""
     async with database.session() as session:
-        await _update(
+        result = await _update(
             session,
             sa.update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
             .values(progress=progress, updated_at=utcnow()),
         )
+        if result.rowcount == 1:
+            await _announce(session, job_id)
 
 
 async def renew_lease(database: Database, job: Job, *, lease: dt.timedelta = JOB_LEASE) -> bool:
@@ -208,6 +250,8 @@ async def mark_succeeded(database: Database, job: Job) -> bool:
             session,
             _claimed(job).values(status=JobStatus.SUCCEEDED, finished_at=now, updated_at=now),
         )
+        if result.rowcount == 1:
+            await _announce(session, job.id)
     return result.rowcount == 1
 
 
@@ -236,6 +280,8 @@ async def mark_failed_or_retry(
         values |= {"status": JobStatus.FAILED, "finished_at": now}
     async with database.session() as session:
         result = await _update(session, _claimed(job).values(values))
+        if result.rowcount == 1:
+            await _announce(session, job.id)
     return result.rowcount == 1
 
 
@@ -243,12 +289,14 @@ async def release(database: Database, job: Job) -> None:
     """Hand an interrupted job (its runner is shutting down) back for an immediate rerun."""
     now = utcnow()
     async with database.session() as session:
-        await _update(
+        result = await _update(
             session,
             _claimed(job).values(
                 status=JobStatus.PENDING, run_after=now, enqueued_at=None, updated_at=now
             ),
         )
+        if result.rowcount == 1:
+            await _announce(session, job.id)
 
 
 def _claimed(job: Job) -> sa.Update:
@@ -266,3 +314,14 @@ async def _update(session: AsyncSession, statement: sa.Update) -> CursorResult[A
 
 async def get_jobs(session: AsyncSession, *, ids: Collection[int]) -> dict[int, Job]:
     return await rows_by_id(session, Job, ids)
+
+
+def sorted_project_jobs(
+    project_id: int, *, statuses: Collection[JobStatus] | None
+) -> tuple[sa.Select[Any], Sort]:
+    """A project's jobs, newest first, only those in `statuses` when given (a query and
+    its order, for `keyset.read`)."""
+    query = sa.select(Job).where(Job.project_id == project_id)
+    if statuses is not None:
+        query = query.where(Job.status.in_(list(statuses)))
+    return query, Sort([SortKey(Job.id, ascending=False)], signature="jobs")

@@ -8,6 +8,10 @@ in both directions, as they do in MLflow's searches.
 
 Backwards pages (`last`/`before`) run the same query with every key reversed (and NULLs
 first), then flip the rows back into the forward order.
+
+`read` is the one way a service answers a list in pages: the page a `Window` asks for
+(at most `MAX_PAGE_SIZE` rows, `DEFAULT_PAGE_SIZE` when it names no size) and, when the
+window asks for it, how many rows the whole list holds, both in the caller's session.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ import binascii
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import InvalidValueError
 
 CursorValue = int | float | str | dt.datetime | None
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 1000
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -75,20 +84,45 @@ class Sort:
 
 @dataclass(frozen=True)
 class Window:
-    """Which rows of the order a page asks for (Relay's connection arguments)."""
+    """Which rows of the order a page asks for (Relay's connection arguments), and
+    whether the size of the whole list is wanted too."""
 
     first: int | None = None
     after: str | None = None
     last: int | None = None
     before: str | None = None
+    count: bool = False
+
+    @property
+    def size(self) -> int:
+        """The number of rows the page asks for; refuses what Relay and our limits do
+        not allow."""
+        if self.first is not None and self.last is not None:
+            raise InvalidValueError("Pass `first` or `last`, not both", field="first")
+        for name, value in (("first", self.first), ("last", self.last)):
+            if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
+                raise InvalidValueError(
+                    f"`{name}` must be between 0 and {MAX_PAGE_SIZE}, not {value}", field=name
+                )
+        size = self.first if self.first is not None else self.last
+        return DEFAULT_PAGE_SIZE if size is None else size
 
 
 @dataclass(frozen=True)
-class KeysetPage:
-    rows: list[Any]
+class KeysetPage(Generic[T]):
+    rows: list[T]
     cursors: list[str]
     has_next_page: bool
     has_previous_page: bool
+    # How many rows the whole list holds: counted only when the window asks for it.
+    total: int | None = None
+
+    def map(self, convert: Callable[[T], U]) -> KeysetPage[U]:
+        """The same page with each row converted."""
+        rows = [convert(row) for row in self.rows]
+        return KeysetPage(
+            rows, self.cursors, self.has_next_page, self.has_previous_page, self.total
+        )
 
 
 def encode_cursor(sort: Sort, values: Sequence[CursorValue]) -> str:
@@ -147,11 +181,21 @@ def _key_value(value: Any) -> CursorValue:
     return value
 
 
-async def fetch_page(
+async def read(
+    session: AsyncSession, query: sa.Select[Any], sort: Sort, window: Window
+) -> KeysetPage[Any]:
+    """The page of `query` (which selects the rows, unordered) that `window` asks for, in
+    the forward order of `sort`, with the total when the window asks for it."""
+    page = await _fetch_page(session, query, sort, window, size=window.size)
+    if not window.count:
+        return page
+    total = await _count(session, query)
+    return KeysetPage(page.rows, page.cursors, page.has_next_page, page.has_previous_page, total)
+
+
+async def _fetch_page(
     session: AsyncSession, query: sa.Select[Any], sort: Sort, window: Window, *, size: int
-) -> KeysetPage:
-    """The page of `query` (which selects the rows, unordered) that `window` asks for,
-    `size` rows at most, in the forward order of `sort`."""
+) -> KeysetPage[Any]:
     reverse = window.last is not None and window.first is None
     keyed = query.add_columns(*(key.expression for key in sort.keys))
     if window.after is not None:
@@ -176,7 +220,7 @@ async def fetch_page(
     return KeysetPage(rows, cursors, more, window.after is not None)
 
 
-async def count(session: AsyncSession, query: sa.Select[Any]) -> int:
+async def _count(session: AsyncSession, query: sa.Select[Any]) -> int:
     """How many rows `query` selects, whatever the page."""
     total = await session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     return int(total or 0)

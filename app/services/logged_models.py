@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.errors import InvalidValueError, NotFoundError
 from app.models import Candidate, CandidateMetric, LifecycleState, LoggedModel, Model, Project
+from app.search.sql import metric_value_condition, string_condition
 from app.services import audit, validation
 from app.services.actor import Actor
 from app.services.candidates import VISIBLE_STATES, MetricPoint, metric_point
-from app.services.search import metric_value_condition, string_condition
 
 PENDING = "LOGGED_MODEL_PENDING"
 READY = "LOGGED_MODEL_READY"
@@ -191,6 +191,28 @@ async def list_logged_models(
     return list(await session.scalars(query))
 
 
+async def search_logged_models(
+    session: AsyncSession,
+    *,
+    project: Project,
+    experiment_iids: Collection[int],
+    where: Sequence[sa.ColumnElement[bool]] = (),
+    order_by: Sequence[sa.ColumnElement[Any]] = (),
+    limit: int = 100,
+    offset: int = 0,
+) -> list[LoggedModel]:
+    """MLflow's search_logged_models: `list_logged_models` of the project's models with
+    these iids (MLflow's experiment ids)."""
+    models = list(
+        await session.scalars(
+            sa.select(Model).where(Model.project_id == project.id, Model.iid.in_(experiment_iids))
+        )
+    )
+    return await list_logged_models(
+        session, models=models, where=where, order_by=order_by, limit=limit, offset=offset
+    )
+
+
 def _require_active(logged_model: LoggedModel) -> None:
     if logged_model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(
@@ -337,6 +359,35 @@ async def get_metrics_of(
     return found
 
 
+async def logged_models_of_candidates(
+    session: AsyncSession, *, candidate_ids: Collection[int]
+) -> dict[int, list[LoggedModel]]:
+    """The active logged models each candidate is the source run of, oldest first."""
+    found: dict[int, list[LoggedModel]] = {candidate_id: [] for candidate_id in candidate_ids}
+    if candidate_ids:
+        rows = await session.scalars(
+            sa.select(LoggedModel)
+            .where(
+                LoggedModel.source_candidate_id.in_(candidate_ids),
+                LoggedModel.state == LifecycleState.ACTIVE,
+            )
+            .order_by(LoggedModel.created_at, LoggedModel.id)
+        )
+        for row in rows:
+            assert row.source_candidate_id is not None
+            found[row.source_candidate_id].append(row)
+    return found
+
+
+async def metrics_of(
+    session: AsyncSession, *, logged_models: Sequence[LoggedModel]
+) -> dict[LoggedModel, list[MetricPoint]]:
+    """The metric points of each logged model, as `get_metrics_of` finds them, keyed by
+    the logged model itself (for a loader given the rows another batch read)."""
+    found = await get_metrics_of(session, logged_models=logged_models)
+    return {row: [point for _run_eid, point in found[row.id]] for row in logged_models}
+
+
 # --- Search by metrics, params and tags ---------------------------------------------------
 #
 # MLflow's store (`search_logged_models`) joins the logged model metric table: a metric
@@ -345,6 +396,17 @@ async def get_metrics_of(
 # latest point of that key (newest timestamp, then highest step, then lowest run id),
 # models without one last. Here the points are the runs' metric history rows naming the
 # model (`CandidateMetric.logged_model_eid`), reached through its partial index.
+
+
+def source_run_id() -> sa.ColumnElement[Any]:
+    """The source run id as MLflow shows it: its candidate's, else the unknown id kept as
+    sent; for filtering and ordering a search."""
+    candidate_eid = (
+        sa.select(Candidate.eid)
+        .where(Candidate.id == LoggedModel.source_candidate_id)
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(candidate_eid, LoggedModel.source_run_eid)
 
 
 @dataclass(frozen=True)

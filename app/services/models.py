@@ -1,4 +1,18 @@
-"""Models: created from MLflow experiments or the registry, named by a slug."""
+"""Models: created from MLflow experiments or the registry, named by a slug.
+
+A model has two faces, as MLflow has two namespaces: it is an experiment (`experiment`),
+registered (`registered`), or both.
+
+* A model created through the registry alone is registered and not an experiment;
+  creating an experiment under its name makes it one too (`create_experiment`), and
+  registering an experiment's name registers that model (`register_model`).
+* The experiment face is deleted and restored on its own (`delete_model`,
+  `restore_model`: MLflow's delete- and restore-experiment), its runs soft-deleted and
+  restored with it. The model itself turns deleted only when it is not registered.
+* Leaving the registry (`versions.unregister_model`) leaves the experiment face as it is;
+  a model that is nothing else is destroyed, which frees its name at once.
+* Experiment reads find experiments only, registry reads registered models only.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +35,18 @@ from app.models import (
     ModelVersion,
     Project,
 )
+from app.search.models import (
+    compile_experiment_filter,
+    compile_experiment_order_by,
+    compile_registered_model_filter,
+    compile_registered_model_order_by,
+)
+from app.search.paging import Page
+from app.search.sql import CodepointOrder
 from app.services import audit, descriptions, jobs, key_values, validation
 from app.services.actor import Actor
 from app.services.keyset import Sort, SortKey
 from app.services.projects import next_iid
-from app.services.search import CodepointOrder
 
 VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
 
@@ -39,10 +60,12 @@ async def create_model(
     description: str | None = None,
     metadata: Mapping[str, str] | None = None,
     registered: bool = False,
+    experiment: bool = True,
     actor: Actor | None = None,
 ) -> Model:
-    """Create a model. Without an explicit `name` the slug is derived from the display
-    name, with a numeric suffix when another model of the project holds it."""
+    """Create a model, an experiment unless told otherwise. Without an explicit `name`
+    the slug is derived from the display name, with a numeric suffix when another model
+    of the project holds it."""
     display_name = validation.display_name(display_name)
     if name is not None:
         validation.slug(name)
@@ -63,6 +86,7 @@ async def create_model(
         description=description,
         description_html=description_html,
         registered=registered,
+        experiment=experiment,
         created_by_id=actor.user_id if actor else None,
     )
     session.add(model)
@@ -149,14 +173,18 @@ async def register_model(
     session: AsyncSession, *, model: Model, actor: Actor | None = None
 ) -> Model:
     """Make a model visible to the registry (MLflow's create-registered-model on a name an
-    experiment holds); its candidates, versions and metadata stay as they are."""
-    if model.state is not LifecycleState.ACTIVE:
-        raise InvalidValueError(f"Model '{model.display_name}' is deleted", field="model")
+    experiment holds); its candidates, versions and metadata stay as they are. The model
+    of a deleted experiment is registered as well: it turns active, its experiment face
+    stays deleted."""
+    if model.state not in VISIBLE_STATES:
+        raise NotFoundError(f"Model '{model.display_name}' does not exist", field="model")
     if model.registered:
         raise AlreadyExistsError(
             f"Model '{model.display_name}' is already registered", field="name"
         )
     model.registered = True
+    model.state = LifecycleState.ACTIVE
+    model.deleted_at = None
     model.updated_at = utcnow()
     await session.flush()
     await audit.record(session, actor=actor, action="model.register", target=model)
@@ -192,12 +220,65 @@ async def update_model(
     return model
 
 
+async def create_experiment(
+    session: AsyncSession,
+    *,
+    project: Project,
+    display_name: str,
+    metadata: Mapping[str, str] | None = None,
+    actor: Actor | None = None,
+) -> Model:
+    """MLflow's create-experiment: a new model, or the registered-only model holding the
+    name becomes an experiment too (the metadata given is added to its own). A name an
+    experiment holds, deleted or not, is AlreadyExistsError."""
+    holder = await session.scalar(
+        sa.select(Model).where(
+            Model.project_id == project.id,
+            Model.display_name == display_name,
+            Model.state.in_(VISIBLE_STATES),
+        )
+    )
+    if holder is None or holder.experiment:
+        return await create_model(
+            session, project=project, display_name=display_name, metadata=metadata, actor=actor
+        )
+    holder.experiment = True
+    holder.experiment_deleted_at = None
+    holder.updated_at = utcnow()
+    await session.flush()
+    await audit.record(session, actor=actor, action="model.experiment.create", target=holder)
+    if metadata:
+        await set_model_metadata(session, model=holder, items=metadata, actor=actor)
+    return holder
+
+
+def experiment_state(model: Model) -> LifecycleState:
+    """The lifecycle state of the model's experiment face."""
+    deleted = model.experiment_deleted_at is not None or model.state is not LifecycleState.ACTIVE
+    return LifecycleState.DELETED if deleted else LifecycleState.ACTIVE
+
+
 async def delete_model(session: AsyncSession, *, model: Model, actor: Actor | None = None) -> Model:
-    """Soft-delete a model (MLflow's delete-experiment); `restore_model` undoes it."""
+    """Soft-delete the model's experiment face with its runs (MLflow's delete-experiment);
+    `restore_model` undoes it. The model itself turns deleted unless it is registered."""
     if model.iid == 0:
         raise InvalidValueError("The Default model cannot be deleted", field="model")
-    model.state = LifecycleState.DELETED
-    model.deleted_at = utcnow()
+    if not model.experiment or experiment_state(model) is not LifecycleState.ACTIVE:
+        raise InvalidValueError(
+            f"Model '{model.display_name}' is not an active experiment", field="model"
+        )
+    now = utcnow()
+    model.experiment_deleted_at = now
+    if not model.registered:
+        model.state = LifecycleState.DELETED
+        model.deleted_at = now
+    model.updated_at = now
+    # MLflow marks every run of the experiment deleted; restoring it restores them all.
+    await session.execute(
+        sa.update(Candidate)
+        .where(Candidate.model_id == model.id, Candidate.state == LifecycleState.ACTIVE)
+        .values(state=LifecycleState.DELETED, deleted_at=now)
+    )
     await session.flush()
     await audit.record(session, actor=actor, action="model.delete", target=model)
     return model
@@ -206,13 +287,135 @@ async def delete_model(session: AsyncSession, *, model: Model, actor: Actor | No
 async def restore_model(
     session: AsyncSession, *, model: Model, actor: Actor | None = None
 ) -> Model:
-    if model.state is not LifecycleState.DELETED:
+    """Restore a deleted experiment face, its model and its runs (MLflow's
+    restore-experiment)."""
+    if not model.experiment or experiment_state(model) is not LifecycleState.DELETED:
         raise InvalidValueError(f"Model '{model.display_name}' is not deleted", field="model")
     model.state = LifecycleState.ACTIVE
     model.deleted_at = None
+    model.experiment_deleted_at = None
+    model.updated_at = utcnow()
+    await session.execute(
+        sa.update(Candidate)
+        .where(Candidate.model_id == model.id, Candidate.state == LifecycleState.DELETED)
+        .values(state=LifecycleState.ACTIVE, deleted_at=None)
+    )
     await session.flush()
     await audit.record(session, actor=actor, action="model.restore", target=model)
     return model
+
+
+# --- The two faces' reads (MLflow's experiments and registered models) --------------------
+
+
+def _experiment_states(states: Collection[LifecycleState]) -> sa.ColumnElement[bool]:
+    """Experiments whose face is in one of `states` (active, deleted)."""
+    face_deleted = sa.or_(
+        Model.experiment_deleted_at.is_not(None), Model.state != LifecycleState.ACTIVE
+    )
+    shown = []
+    if LifecycleState.ACTIVE in states:
+        shown.append(sa.not_(face_deleted))
+    if LifecycleState.DELETED in states:
+        shown.append(face_deleted)
+    return sa.and_(
+        Model.experiment.is_(True), Model.state.in_(VISIBLE_STATES), sa.or_(sa.false(), *shown)
+    )
+
+
+async def get_experiment(
+    session: AsyncSession,
+    *,
+    project: Project,
+    iid: int | None = None,
+    display_name: str | None = None,
+    include_deleted: bool = True,
+) -> Model:
+    """An experiment of the project by its iid (MLflow's experiment id) or its name;
+    models that are not experiments are not found."""
+    states = VISIBLE_STATES if include_deleted else (LifecycleState.ACTIVE,)
+    query = sa.select(Model).where(Model.project_id == project.id, _experiment_states(states))
+    if iid is not None:
+        query, label = query.where(Model.iid == iid), str(iid)
+    elif display_name is not None:
+        query, label = query.where(Model.display_name == display_name), display_name
+    else:
+        raise InvalidValueError("an experiment is looked up by iid or name")
+    model = await session.scalar(query)
+    if model is None:
+        raise NotFoundError(f"Experiment '{label}' does not exist", field="experiment_id")
+    return model
+
+
+async def get_registered_model(
+    session: AsyncSession, *, project: Project, display_name: str
+) -> Model:
+    """A registered model of the project by its name."""
+    model = await session.scalar(
+        sa.select(Model).where(
+            Model.project_id == project.id,
+            Model.display_name == display_name,
+            Model.registered.is_(True),
+            Model.state == LifecycleState.ACTIVE,
+        )
+    )
+    if model is None:
+        raise NotFoundError(f"Registered model '{display_name}' does not exist", field="name")
+    return model
+
+
+async def search_experiments(
+    session: AsyncSession,
+    *,
+    project: Project,
+    states: Collection[LifecycleState],
+    filter_string: str | None,
+    order_by: Sequence[str],
+    page: Page,
+) -> tuple[Sequence[Model], str | None]:
+    """One page of the project's experiments in `states` that match MLflow's filter, in
+    its order, and the next page's token (None on the last)."""
+    conditions = compile_experiment_filter(filter_string)
+    orders = compile_experiment_order_by(order_by)
+    query = (
+        sa.select(Model)
+        .where(Model.project_id == project.id, _experiment_states(states), *conditions)
+        .order_by(*orders)
+    )
+    return page.split(list(await session.scalars(page.of(query))))
+
+
+async def search_registered_models(
+    session: AsyncSession,
+    *,
+    project: Project,
+    filter_string: str | None,
+    order_by: Sequence[str],
+    page: Page,
+) -> tuple[Sequence[Model], str | None]:
+    """One page of the project's registered models that match MLflow's filter, in its
+    order, and the next page's token (None on the last)."""
+    conditions = compile_registered_model_filter(filter_string)
+    orders = compile_registered_model_order_by(order_by)
+    query = (
+        sa.select(Model)
+        .where(
+            Model.project_id == project.id,
+            Model.registered.is_(True),
+            Model.state == LifecycleState.ACTIVE,
+            *conditions,
+        )
+        .order_by(*orders)
+    )
+    return page.split(list(await session.scalars(page.of(query))))
+
+
+async def iids_of(session: AsyncSession, *, model_ids: Collection[int]) -> dict[int, int]:
+    """The iid (MLflow experiment id) of each model, whatever its state."""
+    if not model_ids:
+        return {}
+    rows = await session.execute(sa.select(Model.id, Model.iid).where(Model.id.in_(model_ids)))
+    return {model_id: iid for model_id, iid in rows}
 
 
 def destroyed_name(value: str, row_id: int) -> str:

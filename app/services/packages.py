@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,7 @@ from app.errors import InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
     Job,
+    LifecycleState,
     LoggedModel,
     Model,
     ModelVersion,
@@ -29,9 +31,13 @@ from app.models import (
 )
 from app.services import audit, jobs, policy
 from app.services.actor import Actor
+from app.services.keyset import Sort, SortKey
 from app.storage import ArtifactStore, StoredObject, validate_key
 
 logger = logging.getLogger(__name__)
+
+# How a package reference names a candidate (``candidate:<iid>``) rather than a version id.
+CANDIDATE_PREFIX = "candidate:"
 
 
 def candidate_package_version(candidate: Candidate) -> str:
@@ -375,6 +381,86 @@ async def version_package(session: AsyncSession, version: ModelVersion) -> Packa
     return await _owned_package(session, version, version=version.version)
 
 
+# --- Finding what a package URL addresses --------------------------------------------------
+
+PackageOwner = ModelVersion | Candidate
+
+
+async def find_ref_owner(session: AsyncSession, *, project: Project, ref: str) -> PackageOwner:
+    """The active version or candidate a ``<version ref>`` names in the project: a model
+    version's id, or ``candidate:<iid>``."""
+    if ref.startswith(CANDIDATE_PREFIX):
+        iid = _ref_number(ref.removeprefix(CANDIDATE_PREFIX), ref)
+        candidate = await session.scalar(
+            sa.select(Candidate).where(
+                Candidate.project_id == project.id,
+                Candidate.iid == iid,
+                Candidate.state == LifecycleState.ACTIVE,
+            )
+        )
+        if candidate is None:
+            raise NotFoundError(f"No candidate {iid} in project '{project.path}'", field="ref")
+        return candidate
+    version_id = _ref_number(ref, ref)
+    version = await session.scalar(
+        sa.select(ModelVersion).where(
+            ModelVersion.id == version_id,
+            ModelVersion.project_id == project.id,
+            ModelVersion.state == LifecycleState.ACTIVE,
+        )
+    )
+    if version is None:
+        raise NotFoundError(
+            f"No model version {version_id} in project '{project.path}'", field="ref"
+        )
+    return version
+
+
+def _ref_number(text: str, ref: str) -> int:
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidValueError(
+            f"'{ref}' is no version reference: use a model version id or candidate:<iid>",
+            field="ref",
+        )
+    return int(text)
+
+
+async def owner_package(session: AsyncSession, *, owner: PackageOwner) -> Package | None:
+    """The owner's package if it has one (reads never create one)."""
+    if owner.package_id is None:
+        return None
+    return await session.get(Package, owner.package_id)
+
+
+async def find_generic_package(
+    session: AsyncSession, *, project: Project, name: str, version: str
+) -> Package | None:
+    """The project's generic package of that name and version, if it exists."""
+    found: Package | None = await session.scalar(
+        sa.select(Package).where(
+            Package.project_id == project.id,
+            Package.package_type == PackageType.GENERIC,
+            Package.name == name,
+            Package.version == version,
+        )
+    )
+    return found
+
+
+async def package_for_upload(session: AsyncSession, *, owner: PackageOwner) -> Package:
+    """The owner's package, created on first use, in the transaction that records an
+    upload; an owner deleted since the request found it is NotFoundError."""
+    if isinstance(owner, ModelVersion):
+        version = await session.get_one(ModelVersion, owner.id)
+        if version.state is not LifecycleState.ACTIVE:
+            raise NotFoundError(f"Model version {owner.id} was deleted", field="ref")
+        return await version_package(session, version)
+    candidate = await session.get_one(Candidate, owner.id)
+    if candidate.state is not LifecycleState.ACTIVE:
+        raise NotFoundError(f"Candidate {owner.iid} was deleted", field="ref")
+    return await candidate_package(session, candidate=candidate)
+
+
 # --- Upload verification -------------------------------------------------------------------
 #
 # Each upload through the package API enqueues a `finalize_upload` job that re-reads the
@@ -462,7 +548,7 @@ async def request_package_type_migration(
     if project is None:
         policy.require_admin(actor)
     else:
-        await policy.authorize(session, actor, project, policy.Action.DELETE)
+        await policy.authorize(session, actor, project, policy.Operation.MIGRATE_PACKAGES)
     project_id = project.id if project is not None else None
     scope = Job.project_id == project_id if project_id is not None else Job.project_id.is_(None)
     unfinished = await session.scalar(
@@ -510,4 +596,18 @@ async def files_of(
         )
         for row in rows:
             found[row.package_id].append(row)
+    return found
+
+
+def sorted_files(package_id: int) -> tuple[sa.Select[Any], Sort]:
+    """A package's files by path (a query and its order, for `keyset.read`)."""
+    query = sa.select(PackageFile).where(PackageFile.package_id == package_id)
+    return query, Sort([SortKey(PackageFile.path)], signature="files")
+
+
+async def find_file(session: AsyncSession, *, package_id: int, path: str) -> PackageFile | None:
+    """One file of a package, if it holds `path`."""
+    found: PackageFile | None = await session.scalar(
+        sa.select(PackageFile).where(PackageFile.package_id == package_id, PackageFile.path == path)
+    )
     return found

@@ -1,5 +1,15 @@
-"""The one place that decides who may do what in a project. Surfaces ask it; it
-answers by raising the error the caller should see."""
+"""The one place that decides who may do what in a project.
+
+`LEAST_ROLE` is the table: each `Operation` a user can do in a project, with the least
+role that may do it. Every door asks it by the operation's name (MLflow REST, GraphQL,
+the package API, the command line), so an operation has one rule whichever door it comes
+through, and GraphQL's `userPermissions` answers from the same table.
+
+Beyond the table: anyone may read a public project; administrators may do everything; a
+`read_api` token may only read; an anonymous caller may only read public projects.
+`check` answers by raising the error the caller should see: 401 for an anonymous caller
+who must sign in, 404 when the caller may not even read the project (as if it did not
+exist), 403 when they may read it but not do the operation."""
 
 from __future__ import annotations
 
@@ -13,14 +23,43 @@ from app.models import Membership, Project, Role, Visibility
 from app.services.actor import Actor
 
 
-class Action(enum.Enum):
-    """What a caller wants to do, with the least role that may do it."""
+class Operation(enum.Enum):
+    """What a user does in a project; `LEAST_ROLE` says who may."""
 
-    READ = Role.REPORTER  # see models, candidates, versions, artifacts
-    WRITE = Role.DEVELOPER  # log and delete runs, create and delete versions, upload
-    DELETE = Role.MAINTAINER  # delete models, manage protected aliases and stages
-    MANAGE_MEMBERS = Role.MAINTAINER
-    OWN = Role.OWNER  # delete or transfer the project
+    READ = "read"  # see models, candidates, versions, artifacts, members
+    CREATE_MODEL = "create_model"  # a model, an MLflow experiment or registered model
+    UPDATE_MODEL = "update_model"  # rename, describe, tag, set its metadata
+    DELETE_MODEL = "delete_model"  # delete (and restore) a model or experiment
+    LOG_RUN = "log_run"  # create and update runs (candidates): metrics, params, tags
+    DELETE_RUN = "delete_run"  # delete (and restore) a run or candidate
+    CREATE_VERSION = "create_version"  # register a version, promoting a candidate
+    UPDATE_VERSION = "update_version"  # describe, tag, stage, set its metadata
+    DELETE_VERSION = "delete_version"  # destroy a version for good
+    MANAGE_ALIASES = "manage_aliases"  # set and delete a model's aliases
+    UPLOAD = "upload"  # write and delete artifact and package files
+    UPDATE_PROJECT = "update_project"  # rename or describe the project
+    MANAGE_MEMBERS = "manage_members"  # add, change and remove members
+    MIGRATE_PACKAGES = "migrate_packages"  # start the package type migration
+    CHANGE_VISIBILITY = "change_visibility"  # make the project public or private
+
+
+LEAST_ROLE: dict[Operation, Role] = {
+    Operation.READ: Role.REPORTER,
+    Operation.CREATE_MODEL: Role.DEVELOPER,
+    Operation.UPDATE_MODEL: Role.DEVELOPER,
+    Operation.DELETE_MODEL: Role.MAINTAINER,
+    Operation.LOG_RUN: Role.DEVELOPER,
+    Operation.DELETE_RUN: Role.DEVELOPER,
+    Operation.CREATE_VERSION: Role.DEVELOPER,
+    Operation.UPDATE_VERSION: Role.DEVELOPER,
+    Operation.DELETE_VERSION: Role.DEVELOPER,
+    Operation.MANAGE_ALIASES: Role.DEVELOPER,
+    Operation.UPLOAD: Role.DEVELOPER,
+    Operation.UPDATE_PROJECT: Role.MAINTAINER,
+    Operation.MANAGE_MEMBERS: Role.MAINTAINER,
+    Operation.MIGRATE_PACKAGES: Role.MAINTAINER,
+    Operation.CHANGE_VISIBILITY: Role.OWNER,
+}
 
 
 async def role_in(session: AsyncSession, actor: Actor | None, project: Project) -> Role | None:
@@ -39,36 +78,44 @@ def may_read(actor: Actor | None, project: Project, role: Role | None) -> bool:
         return True
     if actor is None:
         return False
-    return actor.is_admin or (role is not None and role >= Role.REPORTER)
+    return actor.is_admin or (role is not None and role >= LEAST_ROLE[Operation.READ])
 
 
-def check(actor: Actor | None, project: Project, role: Role | None, action: Action) -> None:
-    """Allow, or raise: 401 for an anonymous caller who needs to sign in, 404 when the
-    caller may not even read the project (as if it did not exist), 403 otherwise."""
+def allows(actor: Actor | None, project: Project, role: Role | None, operation: Operation) -> bool:
+    """Whether `actor`, with `role` in `project`, may do `operation` there: what `check`
+    lets through, as a flag (what a UI shows its buttons by)."""
+    if not may_read(actor, project, role):
+        return False
+    if operation is Operation.READ:
+        return True
+    if actor is None or not actor.may_write:
+        return False
+    return actor.is_admin or (role is not None and role >= LEAST_ROLE[operation])
+
+
+def check(actor: Actor | None, project: Project, role: Role | None, operation: Operation) -> None:
+    """Allow, or raise the error the caller should see (see the module's docstring)."""
+    if allows(actor, project, role, operation):
+        return
     if not may_read(actor, project, role):
         if actor is None:
             raise UnauthenticatedError("authentication is required")
         raise NotFoundError(f"Project '{project.path}' does not exist", field="project")
-    if action is Action.READ:
-        return
     if actor is None:
         raise UnauthenticatedError("authentication is required to make changes")
     if not actor.may_write:
         raise ForbiddenError("the access token's read_api scope allows reading only")
-    if actor.is_admin:
-        return
-    if role is None or role < action.value:
-        raise ForbiddenError(
-            f"this needs the {action.value.name.lower()} role or higher in '{project.path}'"
-        )
+    raise ForbiddenError(
+        f"this needs the {LEAST_ROLE[operation].name.lower()} role or higher in '{project.path}'"
+    )
 
 
 async def authorize(
-    session: AsyncSession, actor: Actor | None, project: Project, action: Action
+    session: AsyncSession, actor: Actor | None, project: Project, operation: Operation
 ) -> Role | None:
-    """Check `action` on `project` for `actor`; returns the actor's role there."""
+    """Check `operation` on `project` for `actor`; returns the actor's role there."""
     role = await role_in(session, actor, project)
-    check(actor, project, role, action)
+    check(actor, project, role, operation)
     return role
 
 

@@ -21,7 +21,7 @@ from app.errors import (
 from app.models import Membership, Model, Project, Role, User, Visibility
 from app.services import audit, policy, validation
 from app.services.actor import Actor
-from app.services.policy import Action
+from app.services.policy import Operation
 
 DEFAULT_PROJECT_PATH = "default"
 DEFAULT_MODEL_NAME = "default"
@@ -88,16 +88,20 @@ async def get_project(session: AsyncSession, *, path: str) -> Project:
 
 
 async def find_project(
-    session: AsyncSession, *, actor: Actor | None, path: str, action: Action
+    session: AsyncSession,
+    *,
+    actor: Actor | None,
+    path: str,
+    operation: Operation = Operation.READ,
 ) -> Project:
-    """The project at `path` if `actor` may do `action` there. A project the actor may
-    not read is reported exactly like a missing one."""
+    """The project at `path` if `actor` may do `operation` there. A project the actor
+    may not read is reported exactly like a missing one."""
     project = await _project_at(session, path)
     if project is None:
         if actor is None:
             raise UnauthenticatedError("authentication is required")
         raise NotFoundError(f"Project '{path}' does not exist", field="project")
-    await policy.authorize(session, actor, project, action)
+    await policy.authorize(session, actor, project, operation)
     return project
 
 
@@ -131,9 +135,9 @@ async def update_project(
     visibility: Visibility | None = None,
 ) -> Project:
     """Rename or describe a project (maintainers); change its visibility (owners)."""
-    role = await policy.authorize(session, actor, project, Action.MANAGE_MEMBERS)
+    role = await policy.authorize(session, actor, project, Operation.UPDATE_PROJECT)
     if visibility is not None and visibility is not project.visibility:
-        policy.check(actor, project, role, Action.OWN)
+        policy.check(actor, project, role, Operation.CHANGE_VISIBILITY)
         project.visibility = visibility
     if name is not None:
         if not name.strip():
@@ -180,7 +184,7 @@ async def set_member(
 ) -> Membership:
     """Add a member or change their role. Maintainers manage members up to their own
     role; only owners make owners; the last owner cannot be demoted."""
-    actor_role = await policy.authorize(session, actor, project, Action.MANAGE_MEMBERS)
+    actor_role = await policy.authorize(session, actor, project, Operation.MANAGE_MEMBERS)
     _check_grantable(actor, actor_role, role)
     membership = await session.scalar(
         sa.select(Membership).where(
@@ -212,7 +216,7 @@ async def set_member(
 async def remove_member(
     session: AsyncSession, *, project: Project, user: User, actor: Actor | None
 ) -> None:
-    actor_role = await policy.authorize(session, actor, project, Action.MANAGE_MEMBERS)
+    actor_role = await policy.authorize(session, actor, project, Operation.MANAGE_MEMBERS)
     membership = await session.scalar(
         sa.select(Membership).where(
             Membership.project_id == project.id, Membership.user_id == user.id
@@ -260,6 +264,20 @@ async def get_projects(session: AsyncSession, *, ids: Collection[int]) -> dict[i
     return await rows_by_id(session, Project, ids)
 
 
+async def roles_of(
+    session: AsyncSession, *, actor: Actor | None, ids: Collection[int]
+) -> dict[int, Role]:
+    """The actor's role in each of the projects they are a member of, in one query."""
+    if actor is None or actor.user_id is None or not ids:
+        return {}
+    found = await session.execute(
+        sa.select(Membership.project_id, Membership.role).where(
+            Membership.user_id == actor.user_id, Membership.project_id.in_(ids)
+        )
+    )
+    return {project_id: role for project_id, role in found.all()}
+
+
 async def readable_project_ids(
     session: AsyncSession, *, actor: Actor | None, ids: Collection[int]
 ) -> set[int]:
@@ -267,17 +285,7 @@ async def readable_project_ids(
     if not ids:
         return set()
     projects = await get_projects(session, ids=ids)
-    roles: dict[int, Role] = {}
-    if actor is not None and actor.user_id is not None:
-        roles = dict(
-            (
-                await session.execute(
-                    sa.select(Membership.project_id, Membership.role).where(
-                        Membership.user_id == actor.user_id, Membership.project_id.in_(ids)
-                    )
-                )
-            ).all()
-        )
+    roles = await roles_of(session, actor=actor, ids=ids)
     return {
         project_id
         for project_id, project in projects.items()

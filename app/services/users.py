@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import rows_by_id
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import User
-from app.services import audit, auth, policy
+from app.services import audit, auth, policy, sessions
 from app.services.actor import Actor
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,12 @@ async def list_users(session: AsyncSession, *, actor: Actor | None) -> list[User
 async def set_blocked(
     session: AsyncSession, *, user: User, blocked: bool, actor: Actor | None
 ) -> bool:
-    """Block a user (their tokens stop authenticating) or unblock them; administrators
-    only. Returns whether anything changed; only a change is audited.
+    """Block a user (their tokens stop authenticating, their browser sessions end) or
+    unblock them; administrators only. Returns whether anything changed; only a change is
+    audited.
 
-    Processes that cached a verdict on one of the user's tokens keep it for at most
-    `auth.CACHE_SECONDS`.
+    Processes that cached a verdict on one of the user's tokens or sessions keep it for at
+    most `auth.CACHE_SECONDS`.
     """
     policy.require_admin(actor)
     if user.is_active != blocked:
@@ -80,6 +81,8 @@ async def set_blocked(
         target=user,
         details={"user": user.username},
     )
+    if blocked:
+        await sessions.end_user_sessions(session, user=user)
     auth.forget_cached_tokens()
     return True
 

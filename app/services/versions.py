@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,13 +26,18 @@ from app.models import (
     Project,
     VersionStage,
 )
+from app.search.paging import Page
+from app.search.versions import compile_model_version_filter, compile_model_version_order_by
 from app.services import audit, descriptions, jobs, key_values, policy, validation
 from app.services import candidates as candidate_service
 from app.services import logged_models as logged_model_service
 from app.services.actor import Actor
 from app.services.keyset import Sort, SortKey
-from app.services.models import destroyed_name
-from app.services.policy import Action
+from app.services.models import destroy_model, destroyed_name
+from app.services.policy import Operation
+
+# The source MLflow records for a version registered from a logged model.
+LOGGED_MODEL_SOURCE = "models:/"
 
 
 async def create_version(
@@ -258,22 +264,16 @@ async def update_version(
     return version
 
 
-# Who may delete a version, whichever surface asks: a developer, as GitLab's model
-# registry allows and as MLflow clients always could here; deleting a whole model stays
-# with maintainers (`Action.DELETE`).
-DESTROY_VERSION = Action.WRITE
-
-
 async def destroy_version(
     session: AsyncSession, *, version: ModelVersion, actor: Actor | None
 ) -> Job:
-    """Destroy a version for good, once `actor` may (`DESTROY_VERSION`). It vanishes from
+    """Destroy a version for good, once `actor` may (`DELETE_VERSION`). It vanishes from
     every read at once and its semver is free again, while its number is never given out
     again (as MLflow's); its candidate stays as a plain candidate of the model and its
     aliases go. The returned `delete_version` job removes its package, with the package's
     files and stored objects, its metadata and the row."""
     project = await session.get_one(Project, version.project_id)
-    await policy.authorize(session, actor, project, DESTROY_VERSION)
+    await policy.authorize(session, actor, project, Operation.DELETE_VERSION)
     if version.state is LifecycleState.PENDING_DESTRUCTION:
         raise InvalidValueError(
             f"Version {version.version} is already being destroyed", field="version"
@@ -308,6 +308,75 @@ async def destroy_version(
         details={"version": semver, "job_id": job.id},
     )
     return job
+
+
+async def unregister_model(
+    session: AsyncSession, *, model: Model, actor: Actor | None
+) -> list[Job]:
+    """Take a model out of the registry (MLflow's delete-registered-model) and return the
+    jobs that finish it. A model that is nothing else is destroyed (`destroy_model`): its
+    name is free at once. An experiment stays, with its runs and their data: each version
+    is destroyed as `destroy_version` does it (its candidate stays a run), the aliases go,
+    and the model's metadata stays, being the experiment's tags too. A deleted
+    experiment's model turns deleted with it."""
+    if not model.registered or model.state is not LifecycleState.ACTIVE:
+        raise NotFoundError(f"Registered model '{model.display_name}' does not exist")
+    if not model.experiment:
+        return [await destroy_model(session, model=model, actor=actor)]
+    started = [
+        await destroy_version(session, version=version, actor=actor)
+        for version in await session.scalars(
+            sa.select(ModelVersion)
+            .where(ModelVersion.model_id == model.id, ModelVersion.state == LifecycleState.ACTIVE)
+            .order_by(ModelVersion.number)
+        )
+    ]
+    await session.execute(sa.delete(ModelAlias).where(ModelAlias.model_id == model.id))
+    now = utcnow()
+    model.registered = False
+    if model.experiment_deleted_at is not None:
+        model.state = LifecycleState.DELETED
+        model.deleted_at = now
+    model.updated_at = now
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="model.unregister",
+        target=model,
+        details={"job_ids": [job.id for job in started]},
+    )
+    return started
+
+
+async def search_versions(
+    session: AsyncSession,
+    *,
+    project: Project,
+    filter_string: str | None,
+    order_by: Sequence[str],
+    page: Page,
+) -> tuple[Sequence[ModelVersion], str | None]:
+    """One page of the versions of the project's registered models that match MLflow's
+    filter, in its order, and the next page's token (None on the last)."""
+    conditions = compile_model_version_filter(filter_string)
+    orders = compile_model_version_order_by(order_by)
+    registered = sa.select(Model.id).where(
+        Model.project_id == project.id,
+        Model.registered.is_(True),
+        Model.state == LifecycleState.ACTIVE,
+    )
+    query = (
+        sa.select(ModelVersion)
+        .where(
+            ModelVersion.project_id == project.id,
+            ModelVersion.state == LifecycleState.ACTIVE,
+            ModelVersion.model_id.in_(registered),
+            *conditions,
+        )
+        .order_by(*orders)
+    )
+    return page.split(list(await session.scalars(page.of(query))))
 
 
 async def set_alias(
@@ -528,3 +597,33 @@ async def promotion_source(session: AsyncSession, *, candidate: Candidate) -> st
         return None
     directory = path.removesuffix("MLmodel").rstrip("/")
     return f"runs:/{candidate.eid}/{directory}"
+
+
+@dataclass(frozen=True)
+class VersionFiles:
+    """Where a version's files are: its own package (uploaded through the package API),
+    or, for a version registered through MLflow from a logged model (``models:/m-...``),
+    that logged model's package, uploaded through MLflow's artifact proxy. Neither, for a
+    version with no files."""
+
+    package_id: int | None = None
+    logged_model: LoggedModel | None = None
+
+
+async def files_of_version(session: AsyncSession, *, version: ModelVersion) -> VersionFiles:
+    """Where the files of a version the caller may read are."""
+    if version.package_id is not None:
+        return VersionFiles(package_id=version.package_id)
+    source = version.source or ""
+    if not source.startswith(LOGGED_MODEL_SOURCE):
+        return VersionFiles()
+    logged = await session.scalar(
+        sa.select(LoggedModel).where(
+            LoggedModel.eid == source.removeprefix(LOGGED_MODEL_SOURCE),
+            LoggedModel.project_id == version.project_id,
+            LoggedModel.state == LifecycleState.ACTIVE,
+        )
+    )
+    if logged is None or logged.package_id is None:
+        return VersionFiles()
+    return VersionFiles(package_id=logged.package_id, logged_model=logged)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import strawberry
 
-from app.graphql.mutations import candidates, models, packages, projects, tokens, users, versions
+from app.graphql.mutations import (
+    candidates,
+    metadata,
+    models,
+    packages,
+    projects,
+    tokens,
+    users,
+    versions,
+)
 
 
 @strawberry.type
@@ -29,3 +38,4 @@ class Mutation:
     candidate_delete = strawberry.mutation(resolver=candidates.candidate_delete)
     candidate_log_metrics = strawberry.mutation(resolver=candidates.candidate_log_metrics)
     package_types_migrate = strawberry.mutation(resolver=packages.package_types_migrate)
+    metadata_delete = strawberry.mutation(resolver=metadata.metadata_delete)

@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Annotated
 
 import strawberry
-from strawberry import relay
 
 from app.errors import InvalidValueError
 from app.graphql.context import Info
@@ -18,9 +17,10 @@ from app.graphql.types.jobs import Job, JobStarted
 from app.models import Candidate as CandidateRow
 from app.models import CandidateStatus
 from app.models import Model as ModelRow
-from app.services import candidates, search
+from app.search.sql import datetime_to_ms
+from app.services import candidates
 from app.services.candidates import MetricPoint
-from app.services.policy import Action
+from app.services.policy import Operation
 
 CandidateResult = Annotated[
     Candidate | ValidationError | NotFoundError | PermissionError,
@@ -36,7 +36,7 @@ FINAL_STATUSES = (CandidateStatus.FINISHED, CandidateStatus.FAILED, CandidateSta
 
 @strawberry.input
 class CandidateCreateInput:
-    model_id: relay.GlobalID
+    model_id: strawberry.ID
     name: str | None = None
     params: list[KeyValueInput] | None = None
     metadata: list[KeyValueInput] | None = None
@@ -44,7 +44,7 @@ class CandidateCreateInput:
 
 @strawberry.input
 class CandidateUpdateInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     name: str | None = None
     status: CandidateStatus | None = strawberry.field(
         default=None, description="FINISHED, FAILED or KILLED also set the end time."
@@ -56,7 +56,7 @@ class CandidateUpdateInput:
 
 @strawberry.input
 class CandidateDeleteInput:
-    id: relay.GlobalID
+    id: strawberry.ID
 
 
 @strawberry.input
@@ -69,7 +69,7 @@ class MetricInput:
 
 @strawberry.input
 class CandidateLogMetricsInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     metrics: list[MetricInput]
 
 
@@ -77,7 +77,7 @@ async def candidate_create(info: Info, input: CandidateCreateInput) -> Candidate
     actor = info.context.actor
     async with info.context.database.session() as session:
         model = await for_change(
-            session, actor, ModelRow, input.model_id, Action.WRITE, field="modelId"
+            session, actor, ModelRow, input.model_id, Operation.LOG_RUN, field="modelId"
         )
         row = await candidates.create_candidate(session, model=model, name=input.name, actor=actor)
         await candidates.log_batch(
@@ -92,7 +92,7 @@ async def candidate_create(info: Info, input: CandidateCreateInput) -> Candidate
 async def candidate_update(info: Info, input: CandidateUpdateInput) -> CandidateResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, CandidateRow, input.id, Action.WRITE)
+        row = await for_change(session, actor, CandidateRow, input.id, Operation.LOG_RUN)
         ending = input.status in FINAL_STATUSES and row.end_time is None
         await candidates.update_candidate(
             session,
@@ -125,7 +125,7 @@ async def candidate_log_metrics(info: Info, input: CandidateLogMetricsInput) -> 
         for index, metric in enumerate(input.metrics)
     ]
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, CandidateRow, input.id, Action.WRITE)
+        row = await for_change(session, actor, CandidateRow, input.id, Operation.LOG_RUN)
         await candidates.log_batch(session, candidate=row, metrics=points)
     return Candidate.from_row(row)
 
@@ -134,13 +134,13 @@ def _epoch_ms(timestamp: dt.datetime, *, field: str) -> int:
     # A time without an offset could be any of 26 hours: refused, not guessed.
     if timestamp.utcoffset() is None:
         raise InvalidValueError("a metric's timestamp needs a UTC offset", field=field)
-    return search.datetime_to_ms(timestamp)
+    return datetime_to_ms(timestamp)
 
 
 async def candidate_delete(info: Info, input: CandidateDeleteInput) -> CandidateDeleteResult:
     """Delete a candidate for good; the job removes its metrics and artifacts."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, CandidateRow, input.id, Action.WRITE)
+        row = await for_change(session, actor, CandidateRow, input.id, Operation.DELETE_RUN)
         job = await candidates.destroy_candidate(session, candidate=row, actor=actor)
     return JobStarted(job=Job.from_row(job))

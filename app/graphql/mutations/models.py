@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import strawberry
-from strawberry import relay
 
 from app.graphql.context import Info
 from app.graphql.errors import ConflictError, NotFoundError, PermissionError, ValidationError
@@ -15,7 +14,7 @@ from app.graphql.types.jobs import Job, JobStarted
 from app.graphql.types.models import Model
 from app.models import Model as ModelRow
 from app.services import models, projects
-from app.services.policy import Action
+from app.services.policy import Operation
 
 ModelResult = Annotated[
     Model | ValidationError | ConflictError | NotFoundError | PermissionError,
@@ -40,7 +39,7 @@ class ModelCreateInput:
 
 @strawberry.input
 class ModelUpdateInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     display_name: str | None = None
     description: str | None = None
     metadata: list[KeyValueInput] | None = strawberry.field(
@@ -50,14 +49,14 @@ class ModelUpdateInput:
 
 @strawberry.input
 class ModelDeleteInput:
-    id: relay.GlobalID
+    id: strawberry.ID
 
 
 async def model_create(info: Info, input: ModelCreateInput) -> ModelResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
         project = await projects.find_project(
-            session, actor=actor, path=input.project, action=Action.WRITE
+            session, actor=actor, path=input.project, operation=Operation.CREATE_MODEL
         )
         row = await models.create_model(
             session,
@@ -75,7 +74,7 @@ async def model_create(info: Info, input: ModelCreateInput) -> ModelResult:
 async def model_update(info: Info, input: ModelUpdateInput) -> ModelResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, ModelRow, input.id, Action.WRITE)
+        row = await for_change(session, actor, ModelRow, input.id, Operation.UPDATE_MODEL)
         await models.update_model(
             session,
             model=row,
@@ -94,6 +93,6 @@ async def model_delete(info: Info, input: ModelDeleteInput) -> ModelDeleteResult
     removes its candidates, versions, metrics and artifacts in the background."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, ModelRow, input.id, Action.DELETE)
+        row = await for_change(session, actor, ModelRow, input.id, Operation.DELETE_MODEL)
         job = await models.destroy_model(session, model=row, actor=actor)
     return JobStarted(job=Job.from_row(job))

@@ -10,7 +10,6 @@ from app.graphql.context import Info
 from app.graphql.errors import NotFoundError, PermissionError, ValidationError
 from app.graphql.types.jobs import Job, JobStarted
 from app.services import packages, projects
-from app.services.policy import Action
 
 PackageTypesMigrateResult = Annotated[
     JobStarted | ValidationError | NotFoundError | PermissionError,
@@ -34,8 +33,6 @@ async def package_types_migrate(
     async with info.context.database.session() as session:
         project = None
         if input.project is not None:
-            project = await projects.find_project(
-                session, actor=actor, path=input.project, action=Action.READ
-            )
+            project = await projects.find_project(session, actor=actor, path=input.project)
         job = await packages.request_package_type_migration(session, project=project, actor=actor)
     return JobStarted(job=Job.from_row(job))

@@ -12,7 +12,6 @@ from app.graphql.types.projects import Member, Project
 from app.graphql.types.users import User
 from app.models import Role, Visibility
 from app.services import policy, projects, users
-from app.services.policy import Action
 
 ProjectResult = Annotated[
     Project | ValidationError | ConflictError | NotFoundError | PermissionError,
@@ -85,7 +84,7 @@ async def project_create(info: Info, input: ProjectCreateInput) -> ProjectResult
 async def project_update(info: Info, input: ProjectUpdateInput) -> ProjectResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await projects.find_project(session, actor=actor, path=input.path, action=Action.READ)
+        row = await projects.find_project(session, actor=actor, path=input.path)
         await projects.update_project(
             session,
             project=row,
@@ -101,20 +100,16 @@ async def member_set(info: Info, input: MemberSetInput) -> MemberResult:
     """Add a member to a project, or change their role."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        project = await projects.find_project(
-            session, actor=actor, path=input.project, action=Action.READ
-        )
+        project = await projects.find_project(session, actor=actor, path=input.project)
         user = await users.get_user(session, username=input.username)
         await projects.set_member(session, project=project, user=user, role=input.role, actor=actor)
-    return Member(user=User.from_row(user), role=input.role)
+    return Member(user=User.from_row(user), role=input.role, project_id=project.id)
 
 
 async def member_remove(info: Info, input: MemberRemoveInput) -> MemberRemoveResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        project = await projects.find_project(
-            session, actor=actor, path=input.project, action=Action.READ
-        )
+        project = await projects.find_project(session, actor=actor, path=input.project)
         user = await users.get_user(session, username=input.username)
         await projects.remove_member(session, project=project, user=user, actor=actor)
     return MemberRemoved(project=input.project, username=input.username)

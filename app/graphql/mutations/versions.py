@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import strawberry
-from strawberry import relay
 
 from app.errors import InvalidValueError
 from app.graphql.context import Info
@@ -19,7 +18,7 @@ from app.models import Model as ModelRow
 from app.models import ModelVersion as ModelVersionRow
 from app.models import VersionStage
 from app.services import versions
-from app.services.policy import Action
+from app.services.policy import Operation
 
 ModelVersionResult = Annotated[
     ModelVersion | ValidationError | ConflictError | NotFoundError | PermissionError,
@@ -49,8 +48,8 @@ AliasDeleteResult = Annotated[
 
 @strawberry.input
 class ModelVersionCreateInput:
-    model_id: relay.GlobalID
-    candidate_id: relay.GlobalID | None = strawberry.field(
+    model_id: strawberry.ID
+    candidate_id: strawberry.ID | None = strawberry.field(
         default=None,
         description="The candidate to promote; without one the version gets a new candidate.",
     )
@@ -63,7 +62,7 @@ class ModelVersionCreateInput:
 
 @strawberry.input
 class ModelVersionUpdateInput:
-    id: relay.GlobalID
+    id: strawberry.ID
     description: str | None = None
     stage: VersionStage | None = None
     metadata: list[KeyValueInput] | None = strawberry.field(
@@ -73,18 +72,18 @@ class ModelVersionUpdateInput:
 
 @strawberry.input
 class ModelVersionDeleteInput:
-    id: relay.GlobalID
+    id: strawberry.ID
 
 
 @strawberry.input
 class AliasSetInput:
-    version_id: relay.GlobalID
+    version_id: strawberry.ID
     alias: str
 
 
 @strawberry.input
 class AliasDeleteInput:
-    model_id: relay.GlobalID
+    model_id: strawberry.ID
     alias: str
 
 
@@ -94,12 +93,19 @@ async def model_version_create(info: Info, input: ModelVersionCreateInput) -> Mo
     `load_model("models:/<name>/<version>")` loads it."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        model = await for_change(session, actor, ModelRow, input.model_id, Action.WRITE)
+        model = await for_change(
+            session, actor, ModelRow, input.model_id, Operation.CREATE_VERSION, field="modelId"
+        )
         candidate = None
         source = None
         if input.candidate_id is not None:
             candidate = await for_change(
-                session, actor, CandidateRow, input.candidate_id, Action.WRITE, field="candidateId"
+                session,
+                actor,
+                CandidateRow,
+                input.candidate_id,
+                Operation.CREATE_VERSION,
+                field="candidateId",
             )
             if candidate.model_id != model.id:
                 raise InvalidValueError(
@@ -123,7 +129,7 @@ async def model_version_create(info: Info, input: ModelVersionCreateInput) -> Mo
 async def model_version_update(info: Info, input: ModelVersionUpdateInput) -> ModelVersionResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, ModelVersionRow, input.id, Action.WRITE)
+        row = await for_change(session, actor, ModelVersionRow, input.id, Operation.UPDATE_VERSION)
         await versions.update_version(
             session, version=row, description=input.description, stage=input.stage, actor=actor
         )
@@ -139,8 +145,7 @@ async def model_version_delete(
     """Delete a version for good; its candidate stays. The job removes its package."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        # Finding it needs only reading; the service decides who may delete it.
-        row = await for_change(session, actor, ModelVersionRow, input.id, Action.READ)
+        row = await for_change(session, actor, ModelVersionRow, input.id, Operation.DELETE_VERSION)
         job = await versions.destroy_version(session, version=row, actor=actor)
     return JobStarted(job=Job.from_row(job))
 
@@ -150,7 +155,12 @@ async def alias_set(info: Info, input: AliasSetInput) -> AliasSetResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
         row = await for_change(
-            session, actor, ModelVersionRow, input.version_id, Action.WRITE, field="versionId"
+            session,
+            actor,
+            ModelVersionRow,
+            input.version_id,
+            Operation.MANAGE_ALIASES,
+            field="versionId",
         )
         model = await session.get_one(ModelRow, row.model_id)
         await versions.set_alias(session, model=model, version=row, alias=input.alias, actor=actor)
@@ -161,7 +171,7 @@ async def alias_delete(info: Info, input: AliasDeleteInput) -> AliasDeleteResult
     actor = info.context.actor
     async with info.context.database.session() as session:
         model = await for_change(
-            session, actor, ModelRow, input.model_id, Action.WRITE, field="modelId"
+            session, actor, ModelRow, input.model_id, Operation.MANAGE_ALIASES, field="modelId"
         )
         await versions.delete_alias(session, model=model, alias=input.alias, actor=actor)
     return AliasDeleted(model=Model.from_row(model), alias=input.alias)

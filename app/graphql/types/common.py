@@ -1,11 +1,12 @@
 """Small types shared by the schema: 64-bit integers and dates (both range-checked, so a
 value beyond what the database holds is refused as GraphQL refuses a bad Int, before the
-operation runs), key/value entries and sort direction."""
+operation runs), metric values in MLflow's JSON, key/value entries and sort direction."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 from collections.abc import Mapping
 from typing import NewType
 
@@ -17,6 +18,8 @@ from strawberry.types.scalar import ScalarDefinition
 from app.services.validation import INT64_MAX, INT64_MIN
 
 Long = NewType("Long", int)
+# A metric value as MLflow writes a double in JSON: GraphQL's Float holds no NaN or infinity.
+MetricValue = NewType("MetricValue", float)
 
 
 def parse_long(value: object) -> Long:
@@ -55,6 +58,14 @@ def parse_datetime(value: object) -> dt.datetime:
     return parsed
 
 
+def serialize_metric_value(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
 SCALARS: dict[object, ScalarDefinition] = {
     Long: strawberry.scalar(
         name="Long",
@@ -67,6 +78,13 @@ SCALARS: dict[object, ScalarDefinition] = {
         description="A date and time in ISO 8601, with its UTC offset: 2024-05-01T12:00:00Z.",
         serialize=dt.datetime.isoformat,
         parse_value=parse_datetime,
+    ),
+    MetricValue: strawberry.scalar(
+        name="MetricValue",
+        description='A metric value as MLflow writes a double in JSON: a number, or "NaN", '
+        '"Infinity" or "-Infinity".',
+        serialize=serialize_metric_value,
+        parse_value=float,
     ),
 }
 

@@ -1,4 +1,19 @@
-"""Background jobs, as the mutations that start them return them."""
+"""Background jobs: what the mutations that start them return, and a project's `jobs`.
+
+A job's `target` is the object it works on, while the caller may read it: the model,
+version or candidate a deletion removes (null as soon as the deletion is asked for: the
+object is gone from every read at once), the project a package type migration works
+through (null for one of every project), nothing for a purge of deleted runs or an
+upload's verification. Its `progress` counts what is done, with `total` where the job
+knows it up front, beside the job's own `details`:
+
+- ``delete_model``, ``delete_version``, ``delete_candidate``: rows removed (candidates,
+  versions, logged models, metric values and files); no total, since counting millions of
+  metric values first is the work the job exists to spread out;
+- ``purge_deleted_runs``: candidates purged; no total;
+- ``migrate_package_types``: packages migrated or skipped; no total;
+- ``finalize_upload``: one file, total 1, done once the job finished.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +27,37 @@ from strawberry.scalars import JSON
 from app import models
 from app.graphql.context import Info
 from app.graphql.nodes import row_ids
+from app.graphql.types.common import Long
+from app.services import jobs
+
+# The progress entries that count a deletion's removed rows.
+_REMOVED = ("candidates", "versions", "logged_models", "metrics", "files")
+
+
+@strawberry.type(description="How far a job got: `total` is null when the job cannot know it.")
+class JobProgress:
+    done: Long
+    total: Long | None
+    details: JSON = strawberry.field(description="What the job records as it goes, by name.")
+
+    @classmethod
+    def of(cls, row: models.Job) -> JobProgress:
+        recorded = dict(row.progress or {})
+        total: int | None = None
+        if row.kind in (jobs.DELETE_MODEL, jobs.DELETE_VERSION, jobs.DELETE_CANDIDATE):
+            done = sum(int(recorded.get(name, 0)) for name in _REMOVED)
+        elif row.kind == jobs.PURGE_DELETED_RUNS:
+            done = int(recorded.get("purged", 0))
+        elif row.kind == jobs.MIGRATE_PACKAGE_TYPES:
+            done = int(recorded.get("migrated", 0)) + int(recorded.get("skipped", 0))
+        elif row.kind == jobs.FINALIZE_UPLOAD:
+            finished = row.status in (models.JobStatus.SUCCEEDED, models.JobStatus.FAILED)
+            done, total = int(finished), 1
+        else:
+            done = 0
+        return cls(
+            done=Long(done), total=None if total is None else Long(total), details=JSON(recorded)
+        )
 
 
 @strawberry.type(description="Work done in the background: its status, progress and error.")
@@ -19,11 +65,12 @@ class Job(relay.Node):
     id: relay.NodeID[int]
     kind: str
     status: models.JobStatus
-    progress: JSON
+    progress: JobProgress
     attempts: int
     error: str | None
     created_at: dt.datetime
     finished_at: dt.datetime | None
+    row: strawberry.Private[models.Job]
 
     @classmethod
     def from_row(cls, row: models.Job) -> Job:
@@ -31,11 +78,12 @@ class Job(relay.Node):
             id=row.id,
             kind=row.kind,
             status=row.status,
-            progress=JSON(dict(row.progress or {})),
+            progress=JobProgress.of(row),
             attempts=row.attempts,
             error=row.last_error,
             created_at=row.created_at,
             finished_at=row.finished_at,
+            row=row,
         )
 
     @classmethod
@@ -61,6 +109,32 @@ class Job(relay.Node):
             else:
                 found.append(cls.from_row(row) if allowed[row.project_id] else None)
         return found
+
+    @strawberry.field
+    async def target(self, info: Info) -> relay.Node | None:
+        """The object the job works on, while it exists and is readable."""
+        from app.graphql.types.candidates import Candidate
+        from app.graphql.types.models import Model, ModelVersion
+        from app.graphql.types.projects import Project
+
+        payload = self.row.payload or {}
+        kind = self.row.kind
+        if kind == jobs.DELETE_MODEL and "model_id" in payload:
+            [model] = await Model.resolve_nodes(info=info, node_ids=[str(payload["model_id"])])
+            return model
+        if kind == jobs.DELETE_VERSION and "version_id" in payload:
+            node_ids = [str(payload["version_id"])]
+            [version] = await ModelVersion.resolve_nodes(info=info, node_ids=node_ids)
+            return version
+        if kind == jobs.DELETE_CANDIDATE and "candidate_id" in payload:
+            node_ids = [str(payload["candidate_id"])]
+            [candidate] = await Candidate.resolve_nodes(info=info, node_ids=node_ids)
+            return candidate
+        if kind == jobs.MIGRATE_PACKAGE_TYPES and payload.get("project_id") is not None:
+            node_ids = [str(payload["project_id"])]
+            [project] = await Project.resolve_nodes(info=info, node_ids=node_ids)
+            return project
+        return None
 
 
 @strawberry.type(description="A change that goes on in the background; follow its job.")

@@ -2,20 +2,26 @@
 
 Whoever may see a user (a member of a public project, an author) sees their username and
 name, as GitLab shows them; whether they are an administrator is shown only to
-administrators and to the user themselves."""
+administrators and to the user themselves. A user is a Node: its global id resolves through
+`node(id)` for any signed-in caller (GitLab's user profiles are seen by every signed-in
+user) and is null for an anonymous one."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import strawberry
+from strawberry import relay
 
 from app import models
 from app.graphql.context import Info
+from app.graphql.nodes import row_ids
 
 
 @strawberry.type
-class User:
+class User(relay.Node):
+    id: relay.NodeID[int]
     username: str
     name: str | None
     created_at: dt.datetime
@@ -25,12 +31,22 @@ class User:
     @classmethod
     def from_row(cls, row: models.User) -> User:
         return cls(
+            id=row.id,
             username=row.username,
             name=row.name,
             created_at=row.created_at,
             user_id=row.id,
             admin=row.is_admin,
         )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[User | None]:
+        rows = await info.context.loaders.user.load_many(row_ids(list(node_ids)))
+        if info.context.actor is None:
+            return [None for _ in rows]
+        return [cls.from_row(row) if row is not None else None for row in rows]
 
     def admin_flag(self, info: Info) -> bool | None:
         actor = info.context.actor

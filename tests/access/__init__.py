@@ -1,0 +1,1 @@
+"""Who may do what: tokens, browser sessions, roles per operation on every surface."""

@@ -1,0 +1,2 @@
+"""The domain rules, through the service layer called directly: candidates, models,
+versions, descriptions."""

@@ -1,0 +1,1 @@
+"""The GraphQL surface: queries, mutations, subscriptions, limits, and GraphiQL in a browser."""

@@ -1,0 +1,1 @@
+"""The HTTP plumbing every surface shares: bodies, stalls, probes, metrics, database outages."""

@@ -1,0 +1,1 @@
+"""Background jobs: the outbox, the runners, deletion, purge and package migration."""
