@@ -1205,7 +1205,7 @@ async def search_project(
         Model.project_id == project.id, Model.state == LifecycleState.ACTIVE
     )
     if model_names is not None:
-        models = models.where(Model.name.in_(model_names))
+        models = models.where(Model.name.in_(validation.names(model_names, field="models")))
     query, order = sorted_candidates(
         Candidate.model_id.in_(models.scalar_subquery()),
         conditions=filter.conditions(),

@@ -7,7 +7,7 @@ import math
 import posixpath
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from app.errors import InvalidValueError
@@ -21,6 +21,9 @@ MAX_ALIAS_LENGTH = 255
 # a model card, and markdown-it's slowest input of that length renders in a fraction of a
 # second, where GitLab's 1 MiB issue limit would let one write take most of a minute.
 MAX_DESCRIPTION_LENGTH = 10_000
+# The most names one read or delete takes (columns of a table, models of a search): far
+# beyond what a page shows, and well within the 32,767 values PostgreSQL takes a statement.
+MAX_NAMES = 1_000
 # What a BIGINT column holds: steps, timestamps, ids.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -51,6 +54,18 @@ def key(value: str, *, kind: str = "key") -> str:
             field=kind,
         )
     return value
+
+
+def names(values: Iterable[str], *, field: str) -> tuple[str, ...]:
+    """Names a read or a delete is limited to, distinct and sorted (so the same set, in any
+    order, is one batch for a loader): at most MAX_NAMES of them."""
+    distinct = tuple(sorted(set(values)))
+    if len(distinct) > MAX_NAMES:
+        raise InvalidValueError(
+            f"At most {MAX_NAMES} names are taken at once; {len(distinct)} were given",
+            field=field,
+        )
+    return distinct
 
 
 def _escapes_its_path(value: str) -> bool:

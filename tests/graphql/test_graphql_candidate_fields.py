@@ -387,6 +387,28 @@ async def test_a_page_of_fifty_with_the_new_fields_costs_the_statements_of_five(
     assert len(seen[50]) == 9, seen[50]
 
 
+async def test_a_thousand_names_at_most_are_taken_by_a_read(api: GraphQLApi) -> None:
+    """Lists of names are bounded: PostgreSQL takes at most 32,767 values a statement, and
+    a list beyond the bound is the field's validation error, never an internal one."""
+    await seed_runs(api)
+    many = [f"name-{index}" for index in range(1001)]
+    enough = many[:1000]
+    column = """query($path: String!, $names: [String!]!) { project(path: $path) {
+      model(name: "alpha") { candidates(first: 1) { edges { node {
+        params(names: $names) { name } metadata(names: $names) { name } } } } } } }"""
+    across = """query($path: String!, $names: [String!]!) { project(path: $path) {
+      candidates(models: $names, first: 1) { totalCount } } }"""
+
+    for document, field in ((column, "names"), (across, "models")):
+        codes, named = await api.refusal(document, {"path": api.project_path, "names": many})
+        assert (codes[:1], named) == (["VALIDATION_ERROR"], field)
+    shown = await api.data(column, {"path": api.project_path, "names": [*enough[:-1], "lr"]})
+    [node] = edges_of(shown["project"]["model"]["candidates"])
+    assert node == {"params": [{"name": "lr"}], "metadata": []}
+    counted = await api.data(across, {"path": api.project_path, "names": [*enough[:-1], "alpha"]})
+    assert counted["project"]["candidates"]["totalCount"] == len(RUNS)
+
+
 async def test_children_are_listed_up_to_a_thousand(api: GraphQLApi) -> None:
     await seed_runs(api)
     codes, field = await api.refusal(

@@ -416,6 +416,12 @@ async def test_metadata_entries_are_deleted_from_models_versions_and_candidates(
     candidate = await mutate(
         api, "metadataDelete", {"ownerId": candidate_id, "names": ["k"]}, DELETED
     )
+    too_many = await mutate(
+        api,
+        "metadataDelete",
+        {"ownerId": model_id, "names": [f"n{index}" for index in range(1001)]},
+        DELETED,
+    )
 
     assert (typename(missing), missing["code"], missing["field"]) == (
         "NotFoundError",
@@ -431,6 +437,11 @@ async def test_metadata_entries_are_deleted_from_models_versions_and_candidates(
         entry for entry in candidate["metadata"] if not entry["name"].startswith("mlflow.")
     ] == []
     assert typename(candidate) == "Candidate"
+    assert (typename(too_many), too_many["code"], too_many["field"]) == (
+        "ValidationError",
+        "VALIDATION_ERROR",
+        "names",
+    )
 
 
 # --- a version's files, signature and flavors -------------------------------------------

@@ -19,7 +19,7 @@ from app.graphql.types.models import Model, ModelVersion
 from app.models import Candidate as CandidateRow
 from app.models import Model as ModelRow
 from app.models import ModelVersion as ModelVersionRow
-from app.services import candidates, models, versions
+from app.services import candidates, models, validation, versions
 from app.services.policy import Operation
 
 MetadataDeleteResult = Annotated[
@@ -56,7 +56,7 @@ async def metadata_delete(info: Info, input: MetadataDeleteInput) -> MetadataDel
     the owner as it is afterwards."""
     actor = info.context.actor
     owner_type = _owner_type(input.owner_id)
-    names = list(dict.fromkeys(input.names))
+    names = validation.names(input.names, field="names")
     if not names:
         raise InvalidValueError("Name at least one entry", field="names")
     async with info.context.database.session() as session:

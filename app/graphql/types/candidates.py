@@ -26,7 +26,7 @@ from app.graphql.types.permissions import CandidatePermissions, permissions
 from app.graphql.types.users import User
 from app.search import grammar
 from app.search.sql import ms_to_datetime
-from app.services import candidates
+from app.services import candidates, validation
 from app.services.candidates import (
     CandidateLifecycle,
     CandidateQuery,
@@ -295,7 +295,9 @@ class Candidate(relay.Node):
         loaders = info.context.loaders
         if names is None:
             return KeyValue.listed(await loaders.params.load(self.row.id))
-        return KeyValue.listed(await loaders.params_named.load((self.row.id, _names(names))))
+        return KeyValue.listed(
+            await loaders.params_named.load((self.row.id, validation.names(names, field="names")))
+        )
 
     @strawberry.field
     async def metadata(self, info: Info, names: list[str] | None = None) -> list[KeyValue]:
@@ -303,7 +305,9 @@ class Candidate(relay.Node):
         loaders = info.context.loaders
         if names is None:
             return KeyValue.listed(await loaders.candidate_metadata.load(self.row.id))
-        return KeyValue.listed(await loaders.metadata_named.load((self.row.id, _names(names))))
+        return KeyValue.listed(
+            await loaders.metadata_named.load((self.row.id, validation.names(names, field="names")))
+        )
 
     @strawberry.field
     async def inputs(self, info: Info) -> list[DatasetInputType]:
@@ -439,11 +443,6 @@ class DatasetInputType:
             context=dataset.context,
             tags=KeyValue.listed(dataset.tags),
         )
-
-
-def _names(names: list[str]) -> tuple[str, ...]:
-    """Names as a loader key: the same set of names, asked in any order, is one batch."""
-    return tuple(sorted(set(names)))
 
 
 def _time(milliseconds: int | None) -> dt.datetime | None:
