@@ -34,6 +34,7 @@ from app import migrations
 from app.db import Database
 from app.models import Project
 from app.services import auth, candidate_keys, candidates, models, projects, users
+from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from bench.seed import seed_candidates
 from bench.shapes import search_run_values
@@ -60,9 +61,11 @@ query($ids: [ID!]!, $points: Int!) {
 
 async def _seed_small(database: Database, project: Project, count: int) -> None:
     async with database.session() as session:
-        model = await models.create_model(session, project=project, display_name="keys_small")
+        model = await models.create_model(
+            session, project=project, display_name="keys_small", actor=OPERATOR
+        )
         for index in range(count):
-            candidate = await candidates.create_candidate(session, model=model)
+            candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
             await candidates.log_batch(
                 session,
                 candidate=candidate,
@@ -72,13 +75,16 @@ async def _seed_small(database: Database, project: Project, count: int) -> None:
                 ],
                 params={"optimizer": "adam", "lr": str(index % 7), "batch_size": "32"},
                 tags={"team": "vision", "mlflow.user": "bench"},
+                actor=OPERATOR,
             )
 
 
 async def _seed_large(database: Database, database_url: str, count: int) -> None:
     async with database.session() as session:
         project = await projects.get_project(session, path=PROJECT)
-        model = await models.create_model(session, project=project, display_name="keys_large")
+        model = await models.create_model(
+            session, project=project, display_name="keys_large", actor=OPERATOR
+        )
     await asyncio.to_thread(seed_candidates, database_url, model.name, count, PROJECT)
     params, metrics = search_run_values(0)
     async with database.session() as session:
@@ -88,8 +94,13 @@ async def _seed_large(database: Database, database_url: str, count: int) -> None
 async def _seed_chart(database: Database, project: Project, steps: int) -> list[str]:
     """Two candidates with a `steps` long loss history; their global ids."""
     async with database.session() as session:
-        model = await models.create_model(session, project=project, display_name="chart")
-        ids = [(await candidates.create_candidate(session, model=model)).id for _ in range(2)]
+        model = await models.create_model(
+            session, project=project, display_name="chart", actor=OPERATOR
+        )
+        ids = [
+            (await candidates.create_candidate(session, model=model, actor=OPERATOR)).id
+            for _ in range(2)
+        ]
     batch = candidates.MAX_METRICS_PER_BATCH
     for candidate_id in ids:
         for first in range(0, steps, batch):
@@ -102,6 +113,7 @@ async def _seed_chart(database: Database, project: Project, steps: int) -> list[
                         MetricPoint("loss", 1 / (step + 1), timestamp=step, step=step)
                         for step in range(first, min(steps, first + batch))
                     ],
+                    actor=OPERATOR,
                 )
     return [to_base64("Candidate", candidate_id) for candidate_id in ids]
 

@@ -25,7 +25,6 @@ from app.graphql.context import Info
 from app.models import LifecycleState, Project
 from app.services import policy
 from app.services.actor import Actor
-from app.services.policy import Operation
 from app.services.validation import INT64_MAX
 
 
@@ -99,12 +98,11 @@ async def for_change(
     actor: Actor | None,
     entity: type[R],
     id: relay.GlobalID | str,
-    operation: Operation,
     *,
     field: str = "id",
 ) -> R:
-    """The active row a global id names, once `actor` may do `operation` in its project
-    (the operation the service called next checks again)."""
+    """The active row a global id names, if `actor` may read its project: the service the
+    mutation calls next checks the change itself (`app.services.policy`)."""
     type_name = entity.__name__
     row: Any = await session.get(entity, row_id(id, type_name, field=field))
     if row is None or getattr(row, "state", LifecycleState.ACTIVE) is not LifecycleState.ACTIVE:
@@ -114,6 +112,5 @@ async def for_change(
     if not policy.may_read(actor, project, role):
         # The answer for a missing row: an anonymous caller included.
         raise NotFoundError(f"{type_name} '{id}' does not exist", field=field)
-    policy.check(actor, project, role, operation)
     found: R = row
     return found

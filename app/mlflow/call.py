@@ -77,8 +77,9 @@ class Call:
         return str(self.request.path_params.get("project", DEFAULT_PROJECT_PATH))
 
     async def project(self, session: AsyncSession, operation: Operation) -> Project:
-        """The project of the tracking URI, if the caller may do `operation` there: the
-        operation the service called next checks again, or the READ of a lookup."""
+        """The project of the tracking URI, if the caller may do `operation` there: READ
+        to find what the call names (the service called next checks its own change), or
+        UPLOAD before an artifact's body streams."""
         return await projects.find_project(
             session, actor=self.actor, path=self.project_path, operation=operation
         )

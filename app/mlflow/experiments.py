@@ -81,7 +81,7 @@ async def create(call: Call) -> dict[str, Any]:
     artifact_location = call.string("artifact_location")
     tags = dict(call.key_values("tags"))
     async with call.database.session() as session:
-        project = await call.project(session, Operation.CREATE_MODEL)
+        project = await call.project(session, Operation.READ)
         try:
             model = await models.create_experiment(
                 session, project=project, display_name=name, metadata=tags, actor=call.actor
@@ -122,7 +122,7 @@ async def update(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     new_name = call.string("new_name")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         if new_name is not None:
             await models.update_model(session, model=model, display_name=new_name, actor=call.actor)
@@ -132,7 +132,7 @@ async def update(call: Call) -> dict[str, Any]:
 async def delete(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.DELETE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         await models.delete_model(session, model=model, actor=call.actor)
     return {}
@@ -141,7 +141,7 @@ async def delete(call: Call) -> dict[str, Any]:
 async def restore(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.DELETE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_experiment(session, project, experiment_id)
         # MLflow's store looks among deleted experiments only.
         if models.experiment_state(model) is not LifecycleState.DELETED:
@@ -157,7 +157,7 @@ async def set_tag(call: Call) -> dict[str, Any]:
     key = call.required("key")
     value = call.string("value", default="") or ""
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         await models.set_model_metadata(session, model=model, items={key: value}, actor=call.actor)
     return {}
@@ -167,7 +167,7 @@ async def delete_tag(call: Call) -> dict[str, Any]:
     experiment_id = call.required("experiment_id")
     key = call.required("key")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         await models.delete_model_metadata(session, model=model, name=key, actor=call.actor)
     return {}

@@ -310,7 +310,7 @@ async def create(call: Call) -> dict[str, Any]:
     params = dict(call.key_values("params"))
     tags = dict(call.key_values("tags"))
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         source = None
         if source_run_id:
@@ -344,7 +344,7 @@ async def get(call: Call) -> dict[str, Any]:
 async def finalize(call: Call) -> dict[str, Any]:
     status = _status(call)
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
@@ -356,7 +356,7 @@ async def finalize(call: Call) -> dict[str, Any]:
 
 async def delete(call: Call) -> dict[str, Any]:
     async with call.database.session() as session:
-        project = await call.project(session, Operation.DELETE_RUN)
+        project = await call.project(session, Operation.READ)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
@@ -369,33 +369,39 @@ async def delete(call: Call) -> dict[str, Any]:
 async def set_tags(call: Call) -> dict[str, Any]:
     tags = dict(call.key_values("tags"))
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
-        await logged_models.set_tags(session, logged_model=logged_model, tags=tags)
+        await logged_models.set_tags(
+            session, logged_model=logged_model, tags=tags, actor=call.actor
+        )
     return {}
 
 
 async def delete_tag(call: Call) -> dict[str, Any]:
     key = _path_parameter(call, "tag_key")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
-        await logged_models.delete_tag(session, logged_model=logged_model, key=key)
+        await logged_models.delete_tag(
+            session, logged_model=logged_model, key=key, actor=call.actor
+        )
     return {}
 
 
 async def log_params(call: Call) -> dict[str, Any]:
     params = dict(call.key_values("params"))
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         logged_model = await logged_models.get_logged_model(
             session, project=project, eid=_model_id(call), for_update=True
         )
-        await logged_models.log_params(session, logged_model=logged_model, params=params)
+        await logged_models.log_params(
+            session, logged_model=logged_model, params=params, actor=call.actor
+        )
     return {}
 
 

@@ -542,7 +542,7 @@ async def create_registered_model(call: Call) -> dict[str, Any]:
     tags = dict(call.key_values("tags"))
     description = call.string("description")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.CREATE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await _model_named(session, project, name, include_deleted=True)
         if model is None:
             try:
@@ -586,7 +586,7 @@ async def rename_registered_model(call: Call) -> dict[str, Any]:
     name = call.required("name")
     new_name = _model_name(call, "new_name")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         try:
             await models.update_model(session, model=model, display_name=new_name, actor=call.actor)
@@ -601,7 +601,7 @@ async def update_registered_model(call: Call) -> dict[str, Any]:
     name = call.required("name")
     description = _description(call)
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         await models.update_model(session, model=model, description=description, actor=call.actor)
         return {"registered_model": await _render_model(session, model)}
@@ -610,7 +610,7 @@ async def update_registered_model(call: Call) -> dict[str, Any]:
 async def delete_registered_model(call: Call) -> dict[str, Any]:
     name = call.required("name")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.DELETE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         await versions.unregister_model(session, model=model, actor=call.actor)
     return {}
@@ -653,7 +653,7 @@ async def set_registered_model_tag(call: Call) -> dict[str, Any]:
     key = call.required("key")
     value = call.string("value", default="") or ""
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         await models.set_model_metadata(session, model=model, items={key: value}, actor=call.actor)
     return {}
@@ -663,7 +663,7 @@ async def delete_registered_model_tag(call: Call) -> dict[str, Any]:
     name = call.required("name")
     key = validation.key(call.required("key"), kind="key")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_MODEL)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         # MLflow: deleting a tag that is not there changes nothing.
         with contextlib.suppress(NotFoundError):
@@ -680,7 +680,7 @@ async def set_alias(call: Call) -> dict[str, Any]:
     reference = _version_reference(call)
     validation.alias(alias)
     async with call.database.session() as session:
-        project = await call.project(session, Operation.MANAGE_ALIASES)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         await versions.set_alias(
@@ -693,7 +693,7 @@ async def delete_alias(call: Call) -> dict[str, Any]:
     name = call.required("name")
     alias = validation.alias(call.required("alias"))
     async with call.database.session() as session:
-        project = await call.project(session, Operation.MANAGE_ALIASES)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         # MLflow: deleting an alias that is not there changes nothing.
         with contextlib.suppress(NotFoundError):
@@ -756,7 +756,7 @@ async def create_model_version(call: Call) -> dict[str, Any]:
     description = call.string("description")
     semver, tags = _version_tags(call)
     async with call.database.session() as session:
-        project = await call.project(session, Operation.CREATE_VERSION)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         lineage = await _lineage(session, project, source, run_id, model_id)
         candidate = None
@@ -811,7 +811,7 @@ async def update_model_version(call: Call) -> dict[str, Any]:
     reference = _version_reference(call)
     description = _description(call)
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_VERSION)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         await versions.update_version(
@@ -834,7 +834,7 @@ async def transition_stage(call: Call) -> dict[str, Any]:
             field="archive_existing_versions",
         )
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_VERSION)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         await versions.update_version(
@@ -852,7 +852,7 @@ async def delete_model_version(call: Call) -> dict[str, Any]:
     reference = _version_reference(call)
     async with call.database.session() as session:
         # Finding it needs only reading; the service decides who may delete it.
-        project = await call.project(session, Operation.DELETE_VERSION)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         # A hard delete, as MLflow's: gone at once, its package cleared by the job.
@@ -897,7 +897,7 @@ async def set_model_version_tag(call: Call) -> dict[str, Any]:
     value = call.string("value", default="") or ""
     _check_version_tag_key(key)
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_VERSION)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         await versions.set_version_metadata(
@@ -912,7 +912,7 @@ async def delete_model_version_tag(call: Call) -> dict[str, Any]:
     key = validation.key(call.required("key"), kind="key")
     _check_version_tag_key(key)
     async with call.database.session() as session:
-        project = await call.project(session, Operation.UPDATE_VERSION)
+        project = await call.project(session, Operation.READ)
         model = await find_registered_model(session, project, name)
         version = await find_version(session, model, reference)
         # MLflow: deleting a tag that is not there changes nothing.

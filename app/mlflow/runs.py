@@ -107,7 +107,7 @@ async def create(call: Call) -> dict[str, Any]:
     run_name = call.string("run_name") or name_tag
     start_time = call.integer("start_time")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         model = await find_experiment(session, project, experiment_id, include_deleted=False)
         candidate = await candidates.create_candidate(
             session,
@@ -140,7 +140,7 @@ async def update(call: Call) -> dict[str, Any]:
     end_time = call.integer("end_time")
     run_name = call.string("run_name")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
         await candidates.update_candidate(
             session,
@@ -163,7 +163,7 @@ async def update(call: Call) -> dict[str, Any]:
 async def delete(call: Call) -> dict[str, Any]:
     run_id = call.required("run_id")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.DELETE_RUN)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id, include_deleted=False)
         await candidates.delete_candidate(session, candidate=candidate, actor=call.actor)
     return {}
@@ -172,7 +172,7 @@ async def delete(call: Call) -> dict[str, Any]:
 async def restore(call: Call) -> dict[str, Any]:
     run_id = call.required("run_id")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.DELETE_RUN)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
         await candidates.restore_candidate(session, candidate=candidate, actor=call.actor)
     return {}
@@ -225,7 +225,7 @@ async def _log(
         raise MissingParameterError("run_id")
     run_name, other_tags = _split_run_name(list(tags))
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
         # MLflow's server stores the first 6,000 characters of a longer param value.
         await candidates.log_batch(
@@ -235,6 +235,7 @@ async def _log(
             params=params,
             tags=other_tags,
             truncate_long_params=True,
+            actor=call.actor,
         )
         if run_name is not None:
             await candidates.update_candidate(
@@ -274,9 +275,9 @@ async def delete_tag(call: Call) -> dict[str, Any]:
     run_id = call.required("run_id")
     key = call.required("key")
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
-        await candidates.delete_metadata(session, candidate=candidate, name=key)
+        await candidates.delete_metadata(session, candidate=candidate, name=key, actor=call.actor)
     return {}
 
 
@@ -321,9 +322,11 @@ async def log_inputs(call: Call) -> dict[str, Any]:
             raise MissingParameterError("models.model_id")
         entries.append(("model_input", str(model_input["model_id"]), model_input))
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
-        await candidates.record_inputs(session, candidate=candidate, entries=entries)
+        await candidates.record_inputs(
+            session, candidate=candidate, entries=entries, actor=call.actor
+        )
     return {}
 
 
@@ -335,9 +338,11 @@ async def log_outputs(call: Call) -> dict[str, Any]:
             raise MissingParameterError("models.model_id")
         entries.append(("model_output", f"{output['model_id']}:{output.get('step', 0)}", output))
     async with call.database.session() as session:
-        project = await call.project(session, Operation.LOG_RUN)
+        project = await call.project(session, Operation.READ)
         candidate = await find_run(session, project, run_id)
-        await candidates.record_inputs(session, candidate=candidate, entries=entries)
+        await candidates.record_inputs(
+            session, candidate=candidate, entries=entries, actor=call.actor
+        )
     return {}
 
 

@@ -1,4 +1,9 @@
-"""Candidates: training runs of a model, and the params, metrics and metadata they log."""
+"""Candidates: training runs of a model, and the params, metrics and metadata they log.
+
+Every change asks the policy for its own operation on the candidate's project first, for
+the `actor` given (`app.services.policy`): creating, changing and logging to a candidate
+`LOG_RUN`, deleting, restoring and destroying it `DELETE_RUN`. A caller with no user (a
+job, bootstrap) passes `OPERATOR`."""
 
 from __future__ import annotations
 
@@ -34,9 +39,10 @@ from app.search import grammar
 from app.search.paging import Page
 from app.search.runs import compile_run_filter, fetch_runs, run_condition
 from app.search.sql import CodepointOrder
-from app.services import audit, candidate_keys, jobs, key_values, keyset, validation
+from app.services import audit, candidate_keys, jobs, key_values, keyset, policy, validation
 from app.services.actor import Actor
 from app.services.keyset import KeysetPage, Sort, SortKey, Window
+from app.services.policy import Operation
 from app.services.projects import next_iid
 
 MAX_METRICS_PER_BATCH = 1000
@@ -136,9 +142,12 @@ async def create_candidate(
     status: CandidateStatus = CandidateStatus.RUNNING,
     start_time: int | None = None,
     metadata: Mapping[str, str] | None = None,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> Candidate:
-    """Start a candidate of a model (MLflow's create-run); unnamed, it is `candidate-<iid>`."""
+    """Start a candidate of a model (MLflow's create-run), once `actor` may (`LOG_RUN`);
+    unnamed, it is `candidate-<iid>`."""
+    project = await session.get_one(Project, model.project_id)
+    await policy.authorize(session, actor, project, Operation.LOG_RUN)
     if model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(
             f"Model '{model.display_name}' is deleted; restore it to add candidates",
@@ -148,7 +157,6 @@ async def create_candidate(
         raise InvalidValueError(
             f"Candidate name is longer than {validation.MAX_KEY_LENGTH} characters", field="name"
         )
-    project = await session.get_one(Project, model.project_id)
     iid = await next_iid(session, project, "candidate")
     candidate = Candidate(
         project_id=model.project_id,
@@ -164,7 +172,7 @@ async def create_candidate(
     await session.flush()
     await audit.record(session, actor=actor, action="candidate.create", target=candidate)
     if metadata:
-        await log_batch(session, candidate=candidate, tags=metadata)
+        await _log_batch(session, candidate=candidate, tags=metadata)
     return candidate
 
 
@@ -217,10 +225,12 @@ async def update_candidate(
     name: str | None = None,
     status: CandidateStatus | None = None,
     end_time: int | None = None,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> Candidate:
-    """Rename a candidate or move it to another status (MLflow's update-run); a new
-    status or end time goes to the candidate's subscribers once committed."""
+    """Rename a candidate or move it to another status (MLflow's update-run), once `actor`
+    may (`LOG_RUN`); a new status or end time goes to the candidate's subscribers once
+    committed."""
+    await policy.authorize_in(session, actor, candidate.project_id, Operation.LOG_RUN)
     _require_active(candidate)
     if name is not None:
         if len(name) > validation.MAX_KEY_LENGTH:
@@ -241,9 +251,11 @@ async def update_candidate(
 
 
 async def delete_candidate(
-    session: AsyncSession, *, candidate: Candidate, actor: Actor | None = None
+    session: AsyncSession, *, candidate: Candidate, actor: Actor | None
 ) -> Candidate:
-    """Soft-delete (MLflow's delete-run); purged after the retention period."""
+    """Soft-delete (MLflow's delete-run), once `actor` may (`DELETE_RUN`); purged after
+    the retention period."""
+    await policy.authorize_in(session, actor, candidate.project_id, Operation.DELETE_RUN)
     candidate.state = LifecycleState.DELETED
     candidate.deleted_at = utcnow()
     await session.flush()
@@ -252,8 +264,11 @@ async def delete_candidate(
 
 
 async def restore_candidate(
-    session: AsyncSession, *, candidate: Candidate, actor: Actor | None = None
+    session: AsyncSession, *, candidate: Candidate, actor: Actor | None
 ) -> Candidate:
+    """Restore a deleted candidate (MLflow's restore-run), once `actor` may
+    (`DELETE_RUN`)."""
+    await policy.authorize_in(session, actor, candidate.project_id, Operation.DELETE_RUN)
     if candidate.state is not LifecycleState.DELETED:
         raise InvalidValueError(f"Candidate '{candidate.eid}' is not deleted")
     candidate.state = LifecycleState.ACTIVE
@@ -264,13 +279,14 @@ async def restore_candidate(
 
 
 async def destroy_candidate(
-    session: AsyncSession, *, candidate: Candidate, actor: Actor | None = None
+    session: AsyncSession, *, candidate: Candidate, actor: Actor | None
 ) -> Job:
-    """Destroy a candidate for good, deleted or not: it vanishes from every read at once,
-    and the returned `delete_candidate` job removes its metrics, params, metadata and
-    package, with the package's artifacts. The candidate of a version is refused: a
-    version owns exactly one candidate, so destroy the version (its candidate then stays
-    as a plain candidate) or the whole model."""
+    """Destroy a candidate for good, deleted or not, once `actor` may (`DELETE_RUN`): it
+    vanishes from every read at once, and the returned `delete_candidate` job removes its
+    metrics, params, metadata and package, with the package's artifacts. The candidate of
+    a version is refused: a version owns exactly one candidate, so destroy the version
+    (its candidate then stays as a plain candidate) or the whole model."""
+    await policy.authorize_in(session, actor, candidate.project_id, Operation.DELETE_RUN)
     if candidate.state is LifecycleState.PENDING_DESTRUCTION:
         raise InvalidValueError(
             f"Candidate '{candidate.eid}' is already being destroyed", field="candidate"
@@ -316,13 +332,35 @@ async def log_batch(
     params: Mapping[str, str] | Sequence[tuple[str, str]] = (),
     tags: Mapping[str, str] | Sequence[tuple[str, str]] = (),
     truncate_long_params: bool = False,
+    actor: Actor | None,
 ) -> None:
-    """Log metrics, params and metadata of a candidate: validated whole first, then
-    written with one statement per kind, and one for the names the model's candidates
-    have logged (app/services/candidate_keys.py), so a bad entry writes nothing. A param
-    value over 6,000 characters is refused, or stored as its first 6,000 with
-    `truncate_long_params` (MLflow's server truncates by default). Once committed, the
-    metric points go to the candidate's subscribers (`CandidateChange`)."""
+    """Log metrics, params and metadata of a candidate, once `actor` may (`LOG_RUN`):
+    validated whole first, then written with one statement per kind, and one for the
+    names the model's candidates have logged (app/services/candidate_keys.py), so a bad
+    entry writes nothing. A param value over 6,000 characters is refused, or stored as
+    its first 6,000 with `truncate_long_params` (MLflow's server truncates by default).
+    Once committed, the metric points go to the candidate's subscribers
+    (`CandidateChange`)."""
+    await policy.authorize_in(session, actor, candidate.project_id, Operation.LOG_RUN)
+    await _log_batch(
+        session,
+        candidate=candidate,
+        metrics=metrics,
+        params=params,
+        tags=tags,
+        truncate_long_params=truncate_long_params,
+    )
+
+
+async def _log_batch(
+    session: AsyncSession,
+    *,
+    candidate: Candidate,
+    metrics: Sequence[MetricPoint] = (),
+    params: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    tags: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    truncate_long_params: bool = False,
+) -> None:
     _require_active(candidate)
     param_pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
     tag_pairs = list(tags.items()) if isinstance(tags, Mapping) else list(tags)
@@ -521,7 +559,11 @@ async def get_metadata(session: AsyncSession, *, candidate: Candidate) -> dict[s
     return await key_values.read(session, CandidateMetadata, owner_id=candidate.id)
 
 
-async def delete_metadata(session: AsyncSession, *, candidate: Candidate, name: str) -> None:
+async def delete_metadata(
+    session: AsyncSession, *, candidate: Candidate, name: str, actor: Actor | None
+) -> None:
+    """Delete one metadata entry (MLflow's delete-tag), once `actor` may (`LOG_RUN`)."""
+    await policy.authorize_in(session, actor, candidate.project_id, Operation.LOG_RUN)
     _require_active(candidate)
     if not await key_values.delete(session, CandidateMetadata, owner_id=candidate.id, name=name):
         raise NotFoundError(f"No tag with name: {name} in candidate {candidate.eid}", field="name")
@@ -839,9 +881,12 @@ async def record_inputs(
     *,
     candidate: Candidate,
     entries: Sequence[tuple[str, str, dict[str, Any]]],
+    actor: Actor | None,
 ) -> None:
-    """Record (kind, key, description) of datasets and models a candidate used or made;
-    an entry already recorded under the same kind and key is kept as it is."""
+    """Record (kind, key, description) of datasets and models a candidate used or made,
+    once `actor` may (`LOG_RUN`); an entry already recorded under the same kind and key is
+    kept as it is."""
+    await policy.authorize_in(session, actor, candidate.project_id, Operation.LOG_RUN)
     _require_active(candidate)
     if not entries:
         return

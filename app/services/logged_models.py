@@ -1,6 +1,11 @@
 """Logged models (MLflow 3): a model's files and description, logged from a candidate or
 on their own, before (or without) becoming a version. Their files are a package of their
-own (see `packages.logged_model_package`)."""
+own (see `packages.logged_model_package`).
+
+Every change asks the policy for its own operation on the logged model's project first,
+for the `actor` given (`app.services.policy`): creating and changing one `LOG_RUN`,
+deleting it `DELETE_RUN`; a caller with no user passes `OPERATOR`. Listing a new version
+in its `mlflow.modelVersions` tag is part of creating that version, checked there."""
 
 from __future__ import annotations
 
@@ -17,9 +22,10 @@ from app.db import utcnow
 from app.errors import InvalidValueError, NotFoundError
 from app.models import Candidate, CandidateMetric, LifecycleState, LoggedModel, Model, Project
 from app.search.sql import metric_value_condition, string_condition
-from app.services import audit, validation
+from app.services import audit, policy, validation
 from app.services.actor import Actor
 from app.services.candidates import VISIBLE_STATES, MetricPoint, metric_point
+from app.services.policy import Operation
 
 PENDING = "LOGGED_MODEL_PENDING"
 READY = "LOGGED_MODEL_READY"
@@ -82,11 +88,13 @@ async def create_logged_model(
     source_run_id: str | None = None,
     params: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> LoggedModel:
-    """A logged model of `model` (an experiment), PENDING until its files are uploaded.
-    It comes from `source_candidate`, or from `source_run_id`: a run id that names no run
-    of the project, kept as sent (MLflow's store does not check it either)."""
+    """A logged model of `model` (an experiment), PENDING until its files are uploaded,
+    once `actor` may (`LOG_RUN`). It comes from `source_candidate`, or from
+    `source_run_id`: a run id that names no run of the project, kept as sent (MLflow's
+    store does not check it either)."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.LOG_RUN)
     if model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(
             f"Model '{model.display_name}' is deleted; restore it to log models in it",
@@ -227,9 +235,11 @@ async def finalize_logged_model(
     logged_model: LoggedModel,
     status_name: str,
     message: str | None = None,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> LoggedModel:
-    """Mark the upload of a logged model's files as done (READY) or failed."""
+    """Mark the upload of a logged model's files as done (READY) or failed, once `actor`
+    may (`LOG_RUN`)."""
+    await policy.authorize_in(session, actor, logged_model.project_id, Operation.LOG_RUN)
     _require_active(logged_model)
     logged_model.status = status(status_name)
     logged_model.status_message = message
@@ -246,9 +256,11 @@ async def finalize_logged_model(
 
 
 async def delete_logged_model(
-    session: AsyncSession, *, logged_model: LoggedModel, actor: Actor | None = None
+    session: AsyncSession, *, logged_model: LoggedModel, actor: Actor | None
 ) -> LoggedModel:
-    """Soft-delete: it disappears from searches and reads; its files stay in its package."""
+    """Soft-delete, once `actor` may (`DELETE_RUN`): it disappears from searches and
+    reads; its files stay in its package."""
+    await policy.authorize_in(session, actor, logged_model.project_id, Operation.DELETE_RUN)
     if logged_model.state is LifecycleState.ACTIVE:
         logged_model.state = LifecycleState.DELETED
         logged_model.updated_at = utcnow()
@@ -258,9 +270,15 @@ async def delete_logged_model(
 
 
 async def set_tags(
-    session: AsyncSession, *, logged_model: LoggedModel, tags: Mapping[str, str]
+    session: AsyncSession,
+    *,
+    logged_model: LoggedModel,
+    tags: Mapping[str, str],
+    actor: Actor | None,
 ) -> LoggedModel:
-    """Add or replace tags (lock the row first: see `get_logged_model`)."""
+    """Add or replace tags (lock the row first: see `get_logged_model`), once `actor` may
+    (`LOG_RUN`)."""
+    await policy.authorize_in(session, actor, logged_model.project_id, Operation.LOG_RUN)
     _require_active(logged_model)
     if tags:
         logged_model.tags = {**logged_model.tags, **_validated_tags(tags)}
@@ -291,7 +309,11 @@ async def record_model_version(
     await session.flush()
 
 
-async def delete_tag(session: AsyncSession, *, logged_model: LoggedModel, key: str) -> LoggedModel:
+async def delete_tag(
+    session: AsyncSession, *, logged_model: LoggedModel, key: str, actor: Actor | None
+) -> LoggedModel:
+    """Delete one tag, once `actor` may (`LOG_RUN`)."""
+    await policy.authorize_in(session, actor, logged_model.project_id, Operation.LOG_RUN)
     _require_active(logged_model)
     if key not in logged_model.tags:
         raise NotFoundError(
@@ -304,9 +326,15 @@ async def delete_tag(session: AsyncSession, *, logged_model: LoggedModel, key: s
 
 
 async def log_params(
-    session: AsyncSession, *, logged_model: LoggedModel, params: Mapping[str, str]
+    session: AsyncSession,
+    *,
+    logged_model: LoggedModel,
+    params: Mapping[str, str],
+    actor: Actor | None,
 ) -> LoggedModel:
-    """Add params; like a candidate's, a param once logged keeps its value."""
+    """Add params, once `actor` may (`LOG_RUN`); like a candidate's, a param once logged
+    keeps its value."""
+    await policy.authorize_in(session, actor, logged_model.project_id, Operation.LOG_RUN)
     _require_active(logged_model)
     validated = _validated_params(params)
     changed = sorted(

@@ -12,6 +12,9 @@ registered (`registered`), or both.
 * Leaving the registry (`versions.unregister_model`) leaves the experiment face as it is;
   a model that is nothing else is destroyed, which frees its name at once.
 * Experiment reads find experiments only, registry reads registered models only.
+* Every change asks the policy for its own operation on the model's project first, for
+  the `actor` given (`app.services.policy`); a caller with no user (a job, bootstrap)
+  passes `OPERATOR`.
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ from app.search.models import (
 )
 from app.search.paging import Page
 from app.search.sql import CodepointOrder
-from app.services import audit, descriptions, jobs, key_values, validation
+from app.services import audit, descriptions, jobs, key_values, policy, validation
 from app.services.actor import Actor
 from app.services.keyset import Sort, SortKey
+from app.services.policy import Operation
 from app.services.projects import next_iid
 
 VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
@@ -61,11 +65,37 @@ async def create_model(
     metadata: Mapping[str, str] | None = None,
     registered: bool = False,
     experiment: bool = True,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> Model:
-    """Create a model, an experiment unless told otherwise. Without an explicit `name`
-    the slug is derived from the display name, with a numeric suffix when another model
-    of the project holds it."""
+    """Create a model, an experiment unless told otherwise, once `actor` may
+    (`CREATE_MODEL`). Without an explicit `name` the slug is derived from the display
+    name, with a numeric suffix when another model of the project holds it."""
+    await policy.authorize(session, actor, project, Operation.CREATE_MODEL)
+    return await _create_model(
+        session,
+        project=project,
+        display_name=display_name,
+        name=name,
+        description=description,
+        metadata=metadata,
+        registered=registered,
+        experiment=experiment,
+        actor=actor,
+    )
+
+
+async def _create_model(
+    session: AsyncSession,
+    *,
+    project: Project,
+    display_name: str,
+    name: str | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    registered: bool = False,
+    experiment: bool = True,
+    actor: Actor | None,
+) -> Model:
     display_name = validation.display_name(display_name)
     if name is not None:
         validation.slug(name)
@@ -93,7 +123,7 @@ async def create_model(
     await session.flush()
     await audit.record(session, actor=actor, action="model.create", target=model)
     if metadata:
-        await set_model_metadata(session, model=model, items=metadata, actor=actor)
+        await _set_model_metadata(session, model=model, items=metadata, actor=actor)
     return model
 
 
@@ -169,13 +199,12 @@ async def list_models(
     return list(rows)
 
 
-async def register_model(
-    session: AsyncSession, *, model: Model, actor: Actor | None = None
-) -> Model:
+async def register_model(session: AsyncSession, *, model: Model, actor: Actor | None) -> Model:
     """Make a model visible to the registry (MLflow's create-registered-model on a name an
-    experiment holds); its candidates, versions and metadata stay as they are. The model
-    of a deleted experiment is registered as well: it turns active, its experiment face
-    stays deleted."""
+    experiment holds), once `actor` may (`CREATE_MODEL`); its candidates, versions and
+    metadata stay as they are. The model of a deleted experiment is registered as well:
+    it turns active, its experiment face stays deleted."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.CREATE_MODEL)
     if model.state not in VISIBLE_STATES:
         raise NotFoundError(f"Model '{model.display_name}' does not exist", field="model")
     if model.registered:
@@ -197,9 +226,11 @@ async def update_model(
     model: Model,
     display_name: str | None = None,
     description: str | None = None,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> Model:
-    """Rename (the display name; the slug stays) or re-describe a model."""
+    """Rename (the display name; the slug stays) or re-describe a model, once `actor`
+    may (`UPDATE_MODEL`)."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.UPDATE_MODEL)
     description_html = await descriptions.rendered(validation.description(description))
     if display_name is not None:
         display_name = validation.display_name(display_name)
@@ -226,11 +257,13 @@ async def create_experiment(
     project: Project,
     display_name: str,
     metadata: Mapping[str, str] | None = None,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> Model:
-    """MLflow's create-experiment: a new model, or the registered-only model holding the
-    name becomes an experiment too (the metadata given is added to its own). A name an
-    experiment holds, deleted or not, is AlreadyExistsError."""
+    """MLflow's create-experiment, once `actor` may (`CREATE_MODEL`): a new model, or the
+    registered-only model holding the name becomes an experiment too (the metadata given
+    is added to its own). A name an experiment holds, deleted or not, is
+    AlreadyExistsError."""
+    await policy.authorize(session, actor, project, Operation.CREATE_MODEL)
     holder = await session.scalar(
         sa.select(Model).where(
             Model.project_id == project.id,
@@ -239,7 +272,7 @@ async def create_experiment(
         )
     )
     if holder is None or holder.experiment:
-        return await create_model(
+        return await _create_model(
             session, project=project, display_name=display_name, metadata=metadata, actor=actor
         )
     holder.experiment = True
@@ -248,7 +281,7 @@ async def create_experiment(
     await session.flush()
     await audit.record(session, actor=actor, action="model.experiment.create", target=holder)
     if metadata:
-        await set_model_metadata(session, model=holder, items=metadata, actor=actor)
+        await _set_model_metadata(session, model=holder, items=metadata, actor=actor)
     return holder
 
 
@@ -258,9 +291,11 @@ def experiment_state(model: Model) -> LifecycleState:
     return LifecycleState.DELETED if deleted else LifecycleState.ACTIVE
 
 
-async def delete_model(session: AsyncSession, *, model: Model, actor: Actor | None = None) -> Model:
-    """Soft-delete the model's experiment face with its runs (MLflow's delete-experiment);
-    `restore_model` undoes it. The model itself turns deleted unless it is registered."""
+async def delete_model(session: AsyncSession, *, model: Model, actor: Actor | None) -> Model:
+    """Soft-delete the model's experiment face with its runs (MLflow's delete-experiment),
+    once `actor` may (`DELETE_MODEL`); `restore_model` undoes it. The model itself turns
+    deleted unless it is registered."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.DELETE_MODEL)
     if model.iid == 0:
         raise InvalidValueError("The Default model cannot be deleted", field="model")
     if not model.experiment or experiment_state(model) is not LifecycleState.ACTIVE:
@@ -284,11 +319,10 @@ async def delete_model(session: AsyncSession, *, model: Model, actor: Actor | No
     return model
 
 
-async def restore_model(
-    session: AsyncSession, *, model: Model, actor: Actor | None = None
-) -> Model:
+async def restore_model(session: AsyncSession, *, model: Model, actor: Actor | None) -> Model:
     """Restore a deleted experiment face, its model and its runs (MLflow's
-    restore-experiment)."""
+    restore-experiment), once `actor` may (`DELETE_MODEL`)."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.DELETE_MODEL)
     if not model.experiment or experiment_state(model) is not LifecycleState.DELETED:
         raise InvalidValueError(f"Model '{model.display_name}' is not deleted", field="model")
     model.state = LifecycleState.ACTIVE
@@ -425,11 +459,12 @@ def destroyed_name(value: str, row_id: int) -> str:
     return f"{value[: validation.MAX_NAME_LENGTH - len(suffix)]}{suffix}"
 
 
-async def destroy_model(session: AsyncSession, *, model: Model, actor: Actor | None = None) -> Job:
-    """Destroy a model for good, deleted or not. It vanishes from every read at once, with
-    its candidates, versions and logged models, and its name and display name are free for
-    a new model; the returned `delete_model` job then removes the rows and their artifacts
-    in batches."""
+async def destroy_model(session: AsyncSession, *, model: Model, actor: Actor | None) -> Job:
+    """Destroy a model for good, deleted or not, once `actor` may (`DELETE_MODEL`). It
+    vanishes from every read at once, with its candidates, versions and logged models, and
+    its name and display name are free for a new model; the returned `delete_model` job
+    then removes the rows and their artifacts in batches."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.DELETE_MODEL)
     if model.iid == 0:
         raise InvalidValueError("The Default model cannot be destroyed", field="model")
     if model.state is LifecycleState.PENDING_DESTRUCTION:
@@ -468,9 +503,17 @@ async def destroy_model(session: AsyncSession, *, model: Model, actor: Actor | N
 
 
 async def set_model_metadata(
-    session: AsyncSession, *, model: Model, items: Mapping[str, str], actor: Actor | None = None
+    session: AsyncSession, *, model: Model, items: Mapping[str, str], actor: Actor | None
 ) -> None:
-    """Set metadata entries, replacing existing values, in one statement."""
+    """Set metadata entries, replacing existing values, in one statement, once `actor`
+    may (`UPDATE_MODEL`)."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.UPDATE_MODEL)
+    await _set_model_metadata(session, model=model, items=items, actor=actor)
+
+
+async def _set_model_metadata(
+    session: AsyncSession, *, model: Model, items: Mapping[str, str], actor: Actor | None
+) -> None:
     entries = validation.metadata(items)
     await key_values.replace(session, ModelMetadata, owner_id=model.id, items=entries)
     await audit.record(
@@ -483,8 +526,10 @@ async def set_model_metadata(
 
 
 async def delete_model_metadata(
-    session: AsyncSession, *, model: Model, name: str, actor: Actor | None = None
+    session: AsyncSession, *, model: Model, name: str, actor: Actor | None
 ) -> None:
+    """Delete one metadata entry, once `actor` may (`UPDATE_MODEL`)."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.UPDATE_MODEL)
     if not await key_values.delete(session, ModelMetadata, owner_id=model.id, name=name):
         raise NotFoundError(f"Model '{model.display_name}' has no metadata '{name}'", field="name")
     await audit.record(

@@ -1,9 +1,14 @@
 """The one place that decides who may do what in a project.
 
 `LEAST_ROLE` is the table: each `Operation` a user can do in a project, with the least
-role that may do it. Every door asks it by the operation's name (MLflow REST, GraphQL,
-the package API, the command line), so an operation has one rule whichever door it comes
-through, and GraphQL's `userPermissions` answers from the same table.
+role that may do it. The service that does an operation asks it for that operation, for
+the actor it was given, before changing anything (`authorize`, `authorize_in`); doors
+(MLflow REST, GraphQL, the package API, the command line) only find what is named, at
+READ, so an operation has one rule whichever door it comes through, and GraphQL's
+`userPermissions` answers from the same table. (Uploads are the exception still: their
+doors check `UPLOAD` before the body streams.) A caller with no user (a job, bootstrap)
+acts as `OPERATOR`, an administrator, never as a silent None: None is the anonymous
+caller.
 
 Beyond the table: anyone may read a public project; administrators may do everything; a
 `read_api` token may only read; an anonymous caller may only read public projects.
@@ -63,7 +68,8 @@ LEAST_ROLE: dict[Operation, Role] = {
 
 
 async def role_in(session: AsyncSession, actor: Actor | None, project: Project) -> Role | None:
-    if actor is None:
+    if actor is None or actor.user_id is None:
+        # Anonymous, or the operator: no user, so no membership to look up.
         return None
     role: Role | None = await session.scalar(
         sa.select(Membership.role).where(
@@ -117,6 +123,15 @@ async def authorize(
     role = await role_in(session, actor, project)
     check(actor, project, role, operation)
     return role
+
+
+async def authorize_in(
+    session: AsyncSession, actor: Actor | None, project_id: int, operation: Operation
+) -> Role | None:
+    """`authorize` for the project a row belongs to: what a service that changes a row
+    asks before it changes anything."""
+    project = await session.get_one(Project, project_id)
+    return await authorize(session, actor, project, operation)
 
 
 def require_admin(actor: Actor | None) -> Actor:

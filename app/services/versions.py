@@ -1,4 +1,10 @@
-"""Model versions: a candidate promoted into a semver release, with aliases and stages."""
+"""Model versions: a candidate promoted into a semver release, with aliases and stages.
+
+Every change asks the policy for its own operation on the version's project first, for
+the `actor` given (`app.services.policy`): creating a version `CREATE_VERSION`, changing
+one and its metadata `UPDATE_VERSION`, destroying it `DELETE_VERSION`, aliases
+`MANAGE_ALIASES`, leaving the registry `DELETE_MODEL`. A caller with no user (a job,
+bootstrap) passes `OPERATOR`."""
 
 from __future__ import annotations
 
@@ -50,12 +56,13 @@ async def create_version(
     source: str | None = None,
     metadata: Mapping[str, str] | None = None,
     logged_model: LoggedModel | None = None,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> ModelVersion:
-    """Create the model's next version. With a candidate it is promoted; without one a
-    fresh candidate is created for the version. The semver defaults to `<number>.0.0`.
-    A version made from an active `logged_model` (its row locked) is listed in that
-    logged model's `mlflow.modelVersions` tag."""
+    """Create the model's next version, once `actor` may (`CREATE_VERSION`). With a
+    candidate it is promoted; without one a fresh candidate is created for the version.
+    The semver defaults to `<number>.0.0`. A version made from an active `logged_model`
+    (its row locked) is listed in that logged model's `mlflow.modelVersions` tag."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.CREATE_VERSION)
     if model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(f"Model '{model.display_name}' is deleted", field="model")
     if version is not None:
@@ -118,7 +125,7 @@ async def create_version(
         details={"version": semver, "candidate": candidate.eid},
     )
     if metadata:
-        await set_version_metadata(session, version=model_version, items=metadata, actor=actor)
+        await _set_version_metadata(session, version=model_version, items=metadata, actor=actor)
     if logged_model is not None and logged_model.state is LifecycleState.ACTIVE:
         await logged_model_service.record_model_version(
             session, logged_model=logged_model, name=model.display_name, number=number
@@ -239,10 +246,12 @@ async def update_version(
     description: str | None = None,
     stage: VersionStage | None = None,
     archive_existing_versions: bool = False,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> ModelVersion:
-    """Change a version's description or stage; moving one into Staging or Production
-    can archive the versions already there (MLflow's transition-stage)."""
+    """Change a version's description or stage, once `actor` may (`UPDATE_VERSION`);
+    moving one into Staging or Production can archive the versions already there
+    (MLflow's transition-stage)."""
+    await policy.authorize_in(session, actor, version.project_id, Operation.UPDATE_VERSION)
     if description is not None:
         version.description = validation.description(description)
         version.description_html = await descriptions.rendered(description)
@@ -272,8 +281,13 @@ async def destroy_version(
     again (as MLflow's); its candidate stays as a plain candidate of the model and its
     aliases go. The returned `delete_version` job removes its package, with the package's
     files and stored objects, its metadata and the row."""
-    project = await session.get_one(Project, version.project_id)
-    await policy.authorize(session, actor, project, Operation.DELETE_VERSION)
+    await policy.authorize_in(session, actor, version.project_id, Operation.DELETE_VERSION)
+    return await _destroy_version(session, version=version, actor=actor)
+
+
+async def _destroy_version(
+    session: AsyncSession, *, version: ModelVersion, actor: Actor | None
+) -> Job:
     if version.state is LifecycleState.PENDING_DESTRUCTION:
         raise InvalidValueError(
             f"Version {version.version} is already being destroyed", field="version"
@@ -318,13 +332,14 @@ async def unregister_model(
     name is free at once. An experiment stays, with its runs and their data: each version
     is destroyed as `destroy_version` does it (its candidate stays a run), the aliases go,
     and the model's metadata stays, being the experiment's tags too. A deleted
-    experiment's model turns deleted with it."""
+    experiment's model turns deleted with it. Needs `DELETE_MODEL`."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.DELETE_MODEL)
     if not model.registered or model.state is not LifecycleState.ACTIVE:
         raise NotFoundError(f"Registered model '{model.display_name}' does not exist")
     if not model.experiment:
         return [await destroy_model(session, model=model, actor=actor)]
     started = [
-        await destroy_version(session, version=version, actor=actor)
+        await _destroy_version(session, version=version, actor=actor)
         for version in await session.scalars(
             sa.select(ModelVersion)
             .where(ModelVersion.model_id == model.id, ModelVersion.state == LifecycleState.ACTIVE)
@@ -385,9 +400,11 @@ async def set_alias(
     model: Model,
     alias: str,
     version: ModelVersion,
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> None:
-    """Point an alias at a version, moving it if another version held it."""
+    """Point an alias at a version, moving it if another version held it, once `actor`
+    may (`MANAGE_ALIASES`)."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.MANAGE_ALIASES)
     validation.alias(alias)
     if version.model_id != model.id:
         raise InvalidValueError("An alias points at a version of its own model", field="alias")
@@ -407,8 +424,10 @@ async def set_alias(
 
 
 async def delete_alias(
-    session: AsyncSession, *, model: Model, alias: str, actor: Actor | None = None
+    session: AsyncSession, *, model: Model, alias: str, actor: Actor | None
 ) -> None:
+    """Delete one of the model's aliases, once `actor` may (`MANAGE_ALIASES`)."""
+    await policy.authorize_in(session, actor, model.project_id, Operation.MANAGE_ALIASES)
     result = await session.execute(
         sa.delete(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
     )
@@ -433,9 +452,17 @@ async def set_version_metadata(
     *,
     version: ModelVersion,
     items: Mapping[str, str],
-    actor: Actor | None = None,
+    actor: Actor | None,
 ) -> None:
-    """Set metadata entries, replacing existing values, in one statement."""
+    """Set metadata entries, replacing existing values, in one statement, once `actor`
+    may (`UPDATE_VERSION`)."""
+    await policy.authorize_in(session, actor, version.project_id, Operation.UPDATE_VERSION)
+    await _set_version_metadata(session, version=version, items=items, actor=actor)
+
+
+async def _set_version_metadata(
+    session: AsyncSession, *, version: ModelVersion, items: Mapping[str, str], actor: Actor | None
+) -> None:
     entries = validation.metadata(items)
     await key_values.replace(session, ModelVersionMetadata, owner_id=version.id, items=entries)
     await audit.record(
@@ -448,8 +475,10 @@ async def set_version_metadata(
 
 
 async def delete_version_metadata(
-    session: AsyncSession, *, version: ModelVersion, name: str, actor: Actor | None = None
+    session: AsyncSession, *, version: ModelVersion, name: str, actor: Actor | None
 ) -> None:
+    """Delete one metadata entry, once `actor` may (`UPDATE_VERSION`)."""
+    await policy.authorize_in(session, actor, version.project_id, Operation.UPDATE_VERSION)
     if not await key_values.delete(session, ModelVersionMetadata, owner_id=version.id, name=name):
         raise NotFoundError(f"Version {version.version} has no metadata '{name}'", field="name")
     await audit.record(

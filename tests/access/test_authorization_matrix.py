@@ -201,13 +201,19 @@ async def _graphql_objects(session: AsyncSession, path: str) -> None:
     candidate of its own) holding an alias."""
     project = await projects.get_project(session, path=path)
     model = await models.create_model(
-        session, project=project, display_name=GRAPHQL_MODEL, description=DESCRIPTION
+        session,
+        project=project,
+        display_name=GRAPHQL_MODEL,
+        description=DESCRIPTION,
+        actor=OPERATOR,
     )
-    run = await candidates.create_candidate(session, model=model, name=CANDIDATE)
-    await candidates.log_batch(session, candidate=run, metrics=[POINT])
-    await candidates.create_candidate(session, model=model, name=PROMOTABLE)
-    version = await versions.create_version(session, model=model, description=DESCRIPTION)
-    await versions.set_alias(session, model=model, alias=ALIAS, version=version)
+    run = await candidates.create_candidate(session, model=model, name=CANDIDATE, actor=OPERATOR)
+    await candidates.log_batch(session, candidate=run, metrics=[POINT], actor=OPERATOR)
+    await candidates.create_candidate(session, model=model, name=PROMOTABLE, actor=OPERATOR)
+    version = await versions.create_version(
+        session, model=model, description=DESCRIPTION, actor=OPERATOR
+    )
+    await versions.set_alias(session, model=model, alias=ALIAS, version=version, actor=OPERATOR)
 
 
 # --- The operations: each returns the outcome it saw and puts back what it changed. ---
@@ -557,14 +563,17 @@ async def _mlflow_objects(session: AsyncSession, path: str) -> dict[str, str]:
     project = await projects.get_project(session, path=path)
     ids: dict[str, str] = {}
     for label in ("experiment", "victim"):
-        model = await models.create_model(session, project=project, display_name=label)
+        model = await models.create_model(
+            session, project=project, display_name=label, actor=OPERATOR
+        )
         ids[label] = str(model.iid)
-        run = await candidates.create_candidate(session, model=model)
+        run = await candidates.create_candidate(session, model=model, actor=OPERATOR)
         await candidates.log_batch(
             session,
             candidate=run,
             metrics=[MetricPoint("loss", 1.0, timestamp=1)],
             params={"lr": "0.1"},
+            actor=OPERATOR,
         )
         ids[f"{label}_run"] = run.eid
         ids[f"{label}_run_iid"] = str(run.iid)
@@ -572,15 +581,19 @@ async def _mlflow_objects(session: AsyncSession, path: str) -> dict[str, str]:
             await models.register_model(session, model=model, actor=OPERATOR)
         else:
             logged = await logged_models.create_logged_model(
-                session, model=model, name="lm", source_candidate=run
+                session, model=model, name="lm", source_candidate=run, actor=OPERATOR
             )
             ids["logged_model"] = logged.eid
     registered = await models.create_model(
-        session, project=project, display_name="registered", registered=True
+        session, project=project, display_name="registered", registered=True, actor=OPERATOR
     )
-    promoted = await candidates.create_candidate(session, model=registered)
-    version = await versions.create_version(session, model=registered, candidate=promoted)
-    await versions.set_alias(session, model=registered, alias="stable", version=version)
+    promoted = await candidates.create_candidate(session, model=registered, actor=OPERATOR)
+    version = await versions.create_version(
+        session, model=registered, candidate=promoted, actor=OPERATOR
+    )
+    await versions.set_alias(
+        session, model=registered, alias="stable", version=version, actor=OPERATOR
+    )
     ids["version_id"] = str(version.id)
     return ids
 

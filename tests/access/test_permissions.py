@@ -15,6 +15,7 @@ import pytest
 
 from app.models import Role
 from app.services import candidates, models, projects
+from app.services.actor import OPERATOR
 from app.services.policy import LEAST_ROLE, Operation
 from tests.access.test_authorization_matrix import (
     EXP,
@@ -207,9 +208,13 @@ async def test_a_page_of_fifty_candidates_with_their_flags_costs_the_statements_
 ) -> None:
     async with api.database.session() as session:
         project = await projects.get_project(session, path=api.project_path)
-        model = await models.create_model(session, project=project, display_name="many")
+        model = await models.create_model(
+            session, project=project, display_name="many", actor=OPERATOR
+        )
         for index in range(50):
-            await candidates.create_candidate(session, model=model, name=f"run{index}")
+            await candidates.create_candidate(
+                session, model=model, name=f"run{index}", actor=OPERATOR
+            )
     developer = await api.add_user("dev", role=Role.DEVELOPER)
     variables = {"path": api.project_path}
     await api.data(PAGE, {**variables, "first": 1}, token=developer)  # caches the token check

@@ -66,19 +66,27 @@ async def test_every_service_refuses_a_description_over_the_limit_and_keeps_one_
     session: AsyncSession, project: Project
 ) -> None:
     model = await models.create_model(
-        session, project=project, display_name="Capped", description=AT_LIMIT
+        session, project=project, display_name="Capped", description=AT_LIMIT, actor=OPERATOR
     )
-    version = await versions.create_version(session, model=model, description=AT_LIMIT)
+    version = await versions.create_version(
+        session, model=model, description=AT_LIMIT, actor=OPERATOR
+    )
     writes: dict[str, Callable[[], Awaitable[object]]] = {
         "create model": lambda: models.create_model(
-            session, project=project, display_name="Too long", description=OVER_LIMIT
+            session,
+            project=project,
+            display_name="Too long",
+            description=OVER_LIMIT,
+            actor=OPERATOR,
         ),
-        "update model": lambda: models.update_model(session, model=model, description=OVER_LIMIT),
+        "update model": lambda: models.update_model(
+            session, model=model, description=OVER_LIMIT, actor=OPERATOR
+        ),
         "create version": lambda: versions.create_version(
-            session, model=model, description=OVER_LIMIT
+            session, model=model, description=OVER_LIMIT, actor=OPERATOR
         ),
         "update version": lambda: versions.update_version(
-            session, version=version, description=OVER_LIMIT
+            session, version=version, description=OVER_LIMIT, actor=OPERATOR
         ),
         "create project": lambda: projects.create_project(
             session, path="too-long", description=OVER_LIMIT, actor=OPERATOR
@@ -103,21 +111,23 @@ async def test_the_html_is_rendered_when_written_as_the_read_time_renderer_made_
     session: AsyncSession, project: Project
 ) -> None:
     model = await models.create_model(
-        session, project=project, display_name="Card", description=MODEL_CARD
+        session, project=project, display_name="Card", description=MODEL_CARD, actor=OPERATOR
     )
-    version = await versions.create_version(session, model=model, description=MODEL_CARD)
+    version = await versions.create_version(
+        session, model=model, description=MODEL_CARD, actor=OPERATOR
+    )
     expected = READ_TIME_RENDERER.render(MODEL_CARD)
     assert model.description_html == version.description_html == expected
     assert "<strong>gradient-boosted</strong>" in expected
     assert "&lt;script&gt;" in expected and 'href="javascript' not in expected
 
-    await models.update_model(session, model=model, description="*changed*")
-    await versions.update_version(session, version=version, description="")
+    await models.update_model(session, model=model, description="*changed*", actor=OPERATOR)
+    await versions.update_version(session, version=version, description="", actor=OPERATOR)
     assert model.description_html == "<p><em>changed</em></p>\n"
     assert (version.description, version.description_html) == ("", "")
 
     # Changing something else leaves the description and its HTML alone.
-    await models.update_model(session, model=model, display_name="Card 2")
+    await models.update_model(session, model=model, display_name="Card 2", actor=OPERATOR)
     assert model.description_html == "<p><em>changed</em></p>\n"
 
 

@@ -55,10 +55,14 @@ async def seed_runs(api: GraphQLApi, spread: dict[str, str] | None = None) -> di
             model_name = (spread or {}).get(name, "alpha")
             if model_name not in by_name:
                 by_name[model_name] = await models.create_model(
-                    session, project=project, display_name=model_name.title(), name=model_name
+                    session,
+                    project=project,
+                    display_name=model_name.title(),
+                    name=model_name,
+                    actor=OPERATOR,
                 )
             candidate = await candidates.create_candidate(
-                session, model=by_name[model_name], name=name, start_time=start
+                session, model=by_name[model_name], name=name, start_time=start, actor=OPERATOR
             )
             await candidates.log_batch(
                 session,
@@ -66,10 +70,11 @@ async def seed_runs(api: GraphQLApi, spread: dict[str, str] | None = None) -> di
                 params={"lr": lr, "depth": "3"},
                 tags={"team": team} if team is not None else {},
                 metrics=[MetricPoint("acc", acc, timestamp=1)],
+                actor=OPERATOR,
             )
             if status is not CandidateStatus.RUNNING:
                 await candidates.update_candidate(
-                    session, candidate=candidate, status=status, end_time=end
+                    session, candidate=candidate, status=status, end_time=end, actor=OPERATOR
                 )
             eids[name] = candidate.eid
     return eids
@@ -201,7 +206,7 @@ async def test_lifecycle_shows_deleted_candidates_on_request(api: GraphQLApi) ->
     async with api.database.session() as session:
         project = await projects.get_project(session, path=api.project_path)
         row = await candidates.get_candidate(session, project=project, eid=eids["c2"])
-        await candidates.delete_candidate(session, candidate=row)
+        await candidates.delete_candidate(session, candidate=row, actor=OPERATOR)
     document = """query($path: String!, $filter: CandidateFilter) {
       project(path: $path) { model(name: "alpha") {
         candidates(filter: $filter, orderBy: {field: NAME, direction: ASC}) {
@@ -241,7 +246,7 @@ async def test_a_candidate_is_found_by_run_id_or_iid(api: GraphQLApi) -> None:
     async with api.database.session() as session:
         project = await projects.get_project(session, path=path)
         row = await candidates.get_candidate(session, project=project, eid=eids["c3"])
-        await candidates.delete_candidate(session, candidate=row)
+        await candidates.delete_candidate(session, candidate=row, actor=OPERATOR)
     deleted = (await api.data(LOOKUP, {"path": path, "run": eids["c3"]}))["project"]
     assert deleted["candidate"] == {**by_run, "deleted": True}
 
@@ -334,11 +339,11 @@ async def test_a_page_of_fifty_with_the_new_fields_costs_the_statements_of_five(
     async with api.database.session() as session:
         project = await projects.get_project(session, path=api.project_path)
         model = await models.create_model(
-            session, project=project, display_name="Nested", name="nested"
+            session, project=project, display_name="Nested", name="nested", actor=OPERATOR
         )
         for index in range(30):
             parent = await candidates.create_candidate(
-                session, model=model, name=f"p{index}", start_time=2 * index
+                session, model=model, name=f"p{index}", start_time=2 * index, actor=OPERATOR
             )
             child = await candidates.create_candidate(
                 session,
@@ -346,10 +351,15 @@ async def test_a_page_of_fifty_with_the_new_fields_costs_the_statements_of_five(
                 name=f"c{index}",
                 start_time=2 * index + 1,
                 metadata={candidates.PARENT_RUN_TAG: parent.eid},
+                actor=OPERATOR,
             )
             for row in (parent, child):
                 await candidates.log_batch(
-                    session, candidate=row, params={"lr": "0.1", "depth": "2"}, tags={"team": "x"}
+                    session,
+                    candidate=row,
+                    params={"lr": "0.1", "depth": "2"},
+                    tags={"team": "x"},
+                    actor=OPERATOR,
                 )
                 await candidates.record_inputs(
                     session,
@@ -364,6 +374,7 @@ async def test_a_page_of_fifty_with_the_new_fields_costs_the_statements_of_five(
                             },
                         )
                     ],
+                    actor=OPERATOR,
                 )
     variables = {"path": api.project_path}
     await api.data(FIELDS_PAGE, {**variables, "first": 1})  # the token check is cached after this

@@ -17,6 +17,7 @@ import pytest
 from app.errors import NotFoundError
 from app.models import CandidateStatus
 from app.services import candidates, models, projects, versions
+from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from tests.graphql_support import GraphQLApi, edges_of, graphql_api
 
@@ -86,7 +87,7 @@ async def seed(api: GraphQLApi, model_name: str, seeds: Sequence[Seed]) -> list[
             model = await models.get_model(session, project=project, name=model_name)
         except NotFoundError:
             model = await models.create_model(
-                session, project=project, display_name=model_name, name=model_name
+                session, project=project, display_name=model_name, name=model_name, actor=OPERATOR
             )
         for number, spec in enumerate(seeds):
             candidate = await candidates.create_candidate(
@@ -95,6 +96,7 @@ async def seed(api: GraphQLApi, model_name: str, seeds: Sequence[Seed]) -> list[
                 name=spec.name,
                 status=spec.status,
                 start_time=T0 + number if spec.start_time is None else spec.start_time,
+                actor=OPERATOR,
             )
             await candidates.log_batch(
                 session,
@@ -102,11 +104,14 @@ async def seed(api: GraphQLApi, model_name: str, seeds: Sequence[Seed]) -> list[
                 metrics=metric_points(spec.metrics),
                 params=spec.params,
                 tags=spec.tags,
+                actor=OPERATOR,
             )
             if spec.promote:
-                await versions.create_version(session, model=model, candidate=candidate)
+                await versions.create_version(
+                    session, model=model, candidate=candidate, actor=OPERATOR
+                )
             if spec.deleted:
-                await candidates.delete_candidate(session, candidate=candidate)
+                await candidates.delete_candidate(session, candidate=candidate, actor=OPERATOR)
             iids.append(candidate.iid)
     return iids
 
@@ -724,8 +729,12 @@ def ms(value: int) -> dt.datetime:
 async def seed_metric_history(api: GraphQLApi) -> None:
     async with api.database.session() as session:
         project = await projects.get_project(session, path=api.project_path)
-        model = await models.create_model(session, project=project, display_name="history")
-        candidate = await candidates.create_candidate(session, model=model, name="h")
+        model = await models.create_model(
+            session, project=project, display_name="history", actor=OPERATOR
+        )
+        candidate = await candidates.create_candidate(
+            session, model=model, name="h", actor=OPERATOR
+        )
         loss = [
             (0, 0, 1.0),
             (1, 1, math.nan),
@@ -747,6 +756,7 @@ async def seed_metric_history(api: GraphQLApi) -> None:
                 MetricPoint("f1", 0.1, timestamp=T0, step=0),
                 MetricPoint("f1", math.nan, timestamp=T0 + 1, step=1),
             ],
+            actor=OPERATOR,
         )
 
 

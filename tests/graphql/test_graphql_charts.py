@@ -26,6 +26,7 @@ from strawberry.relay import to_base64
 from app import migrations
 from app.db import Database
 from app.services import candidates, models, projects
+from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from tests.clients import bearer
 from tests.graphql_support import GraphQLApi, graphql_api
@@ -208,16 +209,18 @@ async def _seed_candidates(api: GraphQLApi, model_name: str, count: int) -> list
     """Candidates logging `loss` and `acc` at steps 0 to 199; returns their row ids."""
     async with api.database.session() as session:
         project = await projects.get_project(session, path=api.project_path)
-        model = await models.create_model(session, project=project, display_name=model_name)
+        model = await models.create_model(
+            session, project=project, display_name=model_name, actor=OPERATOR
+        )
         ids = []
         for index in range(count):
-            candidate = await candidates.create_candidate(session, model=model)
+            candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
             points = [
                 MetricPoint(metric, float(index * 1000 + step), timestamp=step, step=step)
                 for step in range(200)
                 for metric in ("loss", "acc")
             ]
-            await candidates.log_batch(session, candidate=candidate, metrics=points)
+            await candidates.log_batch(session, candidate=candidate, metrics=points, actor=OPERATOR)
             ids.append(candidate.id)
     return ids
 
@@ -332,15 +335,21 @@ async def test_migration_0010_backfills_the_keys_of_existing_candidates(
     try:
         async with database.session() as session:
             project = await projects.create_project(session, path="backfill")
-            model = await models.create_model(session, project=project, display_name="Old")
+            model = await models.create_model(
+                session, project=project, display_name="Old", actor=OPERATOR
+            )
             candidate = await candidates.create_candidate(
-                session, model=model, metadata={"team": "a", "mlflow.user": "someone"}
+                session,
+                model=model,
+                metadata={"team": "a", "mlflow.user": "someone"},
+                actor=OPERATOR,
             )
             await candidates.log_batch(
                 session,
                 candidate=candidate,
                 metrics=[MetricPoint("loss", 1.0, timestamp=1)],
                 params={"lr": "0.1"},
+                actor=OPERATOR,
             )
             model_id = model.id
     finally:

@@ -17,6 +17,7 @@ import pytest
 
 from app.models import Role
 from app.services import candidates, logged_models, models, projects, users
+from app.services.actor import OPERATOR
 from tests.graphql_support import ERROR_FIELDS, GraphQLApi, edges_of, graphql_api, typename
 
 
@@ -474,11 +475,13 @@ async def test_files_signature_and_flavors_of_a_version_registered_through_mlflo
     async with api.database.session() as session:
         project = await projects.get_project(session, path=api.project_path)
         model = await models.create_model(
-            session, project=project, display_name="Tracked", registered=True
+            session, project=project, display_name="Tracked", registered=True, actor=OPERATOR
         )
-        run = await candidates.create_candidate(session, model=model, name="trained")
+        run = await candidates.create_candidate(
+            session, model=model, name="trained", actor=OPERATOR
+        )
         logged = await logged_models.create_logged_model(
-            session, model=model, name="classifier", source_candidate=run
+            session, model=model, name="classifier", source_candidate=run, actor=OPERATOR
         )
         iid, eid, run_id = model.iid, logged.eid, run.eid
     auth = {"Authorization": f"Bearer {api.admin_token}"}

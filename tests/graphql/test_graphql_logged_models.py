@@ -15,6 +15,7 @@ import pytest
 
 from app.models import Candidate, LoggedModel, Model
 from app.services import candidates, logged_models, models, packages, projects
+from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from app.storage.base import StoredObject
 from tests.clients import jobs_settled
@@ -56,7 +57,7 @@ async def _model(api: GraphQLApi) -> Model:
     async with api.database.session() as session:
         project = await projects.get_project(session, path=api.project_path)
         return await models.create_model(
-            session, project=project, display_name="Tracked", name="tracked"
+            session, project=project, display_name="Tracked", name="tracked", actor=OPERATOR
         )
 
 
@@ -75,8 +76,10 @@ async def test_a_candidate_shows_the_models_its_run_logged_with_their_metrics(
 ) -> None:
     model = await _model(api)
     async with api.database.session() as session:
-        await candidates.create_candidate(session, model=model, name="plain")
-        trained = await candidates.create_candidate(session, model=model, name="trained")
+        await candidates.create_candidate(session, model=model, name="plain", actor=OPERATOR)
+        trained = await candidates.create_candidate(
+            session, model=model, name="trained", actor=OPERATOR
+        )
         first = await logged_models.create_logged_model(
             session,
             model=model,
@@ -85,19 +88,22 @@ async def test_a_candidate_shows_the_models_its_run_logged_with_their_metrics(
             source_candidate=trained,
             params={"C": "1.0", "penalty": "l2"},
             tags={"team": "vision"},
+            actor=OPERATOR,
         )
-        await logged_models.finalize_logged_model(session, logged_model=first, status_name="READY")
+        await logged_models.finalize_logged_model(
+            session, logged_model=first, status_name="READY", actor=OPERATOR
+        )
         package = await packages.logged_model_package(session, logged_model=first)
         for path, size in (("model.pkl", 2048), ("MLmodel", 312)):
             stored = StoredObject(key=f"objects/{path}", size=size, sha256=path[0] * 64)
             await packages.add_file(session, package=package, path=path, stored=stored)
         second = await logged_models.create_logged_model(
-            session, model=model, name="regressor", source_candidate=trained
+            session, model=model, name="regressor", source_candidate=trained, actor=OPERATOR
         )
         deleted = await logged_models.create_logged_model(
-            session, model=model, name="discarded", source_candidate=trained
+            session, model=model, name="discarded", source_candidate=trained, actor=OPERATOR
         )
-        await logged_models.delete_logged_model(session, logged_model=deleted)
+        await logged_models.delete_logged_model(session, logged_model=deleted, actor=OPERATOR)
         await candidates.log_batch(
             session,
             candidate=trained,
@@ -109,6 +115,7 @@ async def test_a_candidate_shows_the_models_its_run_logged_with_their_metrics(
                 MetricPoint("auc", 0.5, T0, 3, deleted.eid),
                 MetricPoint("unlinked", 1.0, T0, 0),
             ],
+            actor=OPERATOR,
         )
         first_eid, second_eid = first.eid, second.eid
     async with api.database.session(read_only=True) as session:
@@ -195,15 +202,20 @@ async def test_a_logged_model_shows_the_points_another_run_logged_for_it(
     the project logged it; the model stays listed under its source run only."""
     model = await _model(api)
     async with api.database.session() as session:
-        source = await candidates.create_candidate(session, model=model, name="source")
-        evaluator = await candidates.create_candidate(session, model=model, name="evaluator")
+        source = await candidates.create_candidate(
+            session, model=model, name="source", actor=OPERATOR
+        )
+        evaluator = await candidates.create_candidate(
+            session, model=model, name="evaluator", actor=OPERATOR
+        )
         logged = await logged_models.create_logged_model(
-            session, model=model, source_candidate=source
+            session, model=model, source_candidate=source, actor=OPERATOR
         )
         await candidates.log_batch(
             session,
             candidate=evaluator,
             metrics=[MetricPoint("accuracy", 0.875, T0, 0, logged.eid, "holdout", "d1")],
+            actor=OPERATOR,
         )
 
     found = await _candidates(api)
@@ -230,17 +242,19 @@ async def _seed_page(api: GraphQLApi, model: Model, count: int) -> None:
     """`count` candidates, each with two logged models holding a file and a metric."""
     async with api.database.session() as session:
         for index in range(count):
-            candidate: Candidate = await candidates.create_candidate(session, model=model)
+            candidate: Candidate = await candidates.create_candidate(
+                session, model=model, actor=OPERATOR
+            )
             points = []
             for offset, name in enumerate(("first", "second")):
                 logged = await logged_models.create_logged_model(
-                    session, model=model, name=name, source_candidate=candidate
+                    session, model=model, name=name, source_candidate=candidate, actor=OPERATOR
                 )
                 package = await packages.logged_model_package(session, logged_model=logged)
                 stored = StoredObject(key=f"objects/{index}/{name}", size=index, sha256="0" * 64)
                 await packages.add_file(session, package=package, path="MLmodel", stored=stored)
                 points.append(MetricPoint("loss", index + offset / 2, T0, 0, logged.eid))
-            await candidates.log_batch(session, candidate=candidate, metrics=points)
+            await candidates.log_batch(session, candidate=candidate, metrics=points, actor=OPERATOR)
 
 
 async def test_a_page_of_fifty_candidates_costs_the_statements_of_a_page_of_five(

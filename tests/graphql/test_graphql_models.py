@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from app.models import Model, ModelVersion, Role
 from app.services import candidates, models, projects, versions
+from app.services.actor import OPERATOR
 from tests.graphql_support import ERROR_FIELDS, GraphQLApi, edges_of, graphql_api, typename
 
 DAY = dt.timedelta(days=1)
@@ -339,10 +340,14 @@ async def seed_ranked_models(api: GraphQLApi) -> None:
         project = await projects.get_project(session, path=api.project_path)
         for slug, (created, updated, version_days) in plan.items():
             model = await models.create_model(
-                session, project=project, display_name=f"Ranked {slug[-1].upper()}", name=slug
+                session,
+                project=project,
+                display_name=f"Ranked {slug[-1].upper()}",
+                name=slug,
+                actor=OPERATOR,
             )
             for day in version_days:
-                version = await versions.create_version(session, model=model)
+                version = await versions.create_version(session, model=model, actor=OPERATOR)
                 await session.execute(
                     sa.update(ModelVersion)
                     .where(ModelVersion.id == version.id)
@@ -354,7 +359,7 @@ async def seed_ranked_models(api: GraphQLApi) -> None:
                 .values(created_at=EPOCH + created * DAY, updated_at=EPOCH + updated * DAY)
             )
         await models.create_model(
-            session, project=project, display_name="Also RANKED", name="w-model"
+            session, project=project, display_name="Also RANKED", name="w-model", actor=OPERATOR
         )
 
 
@@ -478,14 +483,19 @@ async def test_model_fields_versions_counts_and_aliases(api: GraphQLApi) -> None
             name="churn",
             description=DESCRIPTION,
             metadata={"tier": "gold", "team": "ml"},
+            actor=OPERATOR,
         )
-        await candidates.create_candidate(session, model=model, name="plain")
-        promoted = await candidates.create_candidate(session, model=model, name="promoted")
-        v1 = await versions.create_version(session, model=model, candidate=promoted)
-        v2 = await versions.create_version(session, model=model)
-        v3 = await versions.create_version(session, model=model, version="2.1.0")
-        await versions.set_alias(session, model=model, alias="champion", version=v1)
-        await versions.set_alias(session, model=model, alias="challenger", version=v3)
+        await candidates.create_candidate(session, model=model, name="plain", actor=OPERATOR)
+        promoted = await candidates.create_candidate(
+            session, model=model, name="promoted", actor=OPERATOR
+        )
+        v1 = await versions.create_version(session, model=model, candidate=promoted, actor=OPERATOR)
+        v2 = await versions.create_version(session, model=model, actor=OPERATOR)
+        v3 = await versions.create_version(session, model=model, version="2.1.0", actor=OPERATOR)
+        await versions.set_alias(session, model=model, alias="champion", version=v1, actor=OPERATOR)
+        await versions.set_alias(
+            session, model=model, alias="challenger", version=v3, actor=OPERATOR
+        )
         for row, day in ((v1, 3), (v2, 1), (v3, 2)):
             await session.execute(
                 sa.update(ModelVersion)

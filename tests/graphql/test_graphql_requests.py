@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from app.services import candidates, models, projects, users, versions
-from app.services.actor import Actor
+from app.services.actor import OPERATOR, Actor
 from app.services.candidates import MetricPoint
 from tests.clients import jobs_settled
 from tests.graphql_support import ADMIN_USERNAME, GraphQLApi, edges_of, graphql_api
@@ -53,7 +53,7 @@ async def seed(api: GraphQLApi, count: int) -> None:
         admin = await users.get_user(session, username=ADMIN_USERNAME)
         actor = Actor(user_id=admin.id, username=admin.username, is_admin=True)
         model = await models.create_model(
-            session, project=project, display_name="Ranked", name="ranked"
+            session, project=project, display_name="Ranked", name="ranked", actor=OPERATOR
         )
         for index in range(count):
             candidate = await candidates.create_candidate(session, model=model, actor=actor)
@@ -65,6 +65,7 @@ async def seed(api: GraphQLApi, count: int) -> None:
                     MetricPoint("acc", index / count, timestamp=1, step=1),
                     MetricPoint("loss", 1 - index / count, timestamp=1, step=1),
                 ],
+                actor=OPERATOR,
             )
             if index % 3 == 0:
                 version = await versions.create_version(

@@ -29,6 +29,7 @@ from app.db import Database
 from app.events import EventHub, FellBehindError
 from app.models import Candidate
 from app.services import candidates, models, projects
+from app.services.actor import OPERATOR
 from app.services.candidates import CandidateChange, MetricPoint
 from tests.conftest import copy_postgres_template
 from tests.live_server import LiveServer, live_server
@@ -157,13 +158,17 @@ async def test_a_log_is_published_once_committed_and_a_rolled_back_one_never(
     database.outbox.connect_events(hub)
     async with database.session() as session:
         project = await projects.get_default_project(session)
-        model = await models.create_model(session, project=project, display_name="events")
-        candidate_id = (await candidates.create_candidate(session, model=model)).id
+        model = await models.create_model(
+            session, project=project, display_name="events", actor=OPERATOR
+        )
+        candidate_id = (await candidates.create_candidate(session, model=model, actor=OPERATOR)).id
 
     async def log(point: MetricPoint) -> None:
         async with database.session() as session:
             candidate = await session.get_one(Candidate, candidate_id)
-            await candidates.log_batch(session, candidate=candidate, metrics=[point])
+            await candidates.log_batch(
+                session, candidate=candidate, metrics=[point], actor=OPERATOR
+            )
             if point.name == "discarded":
                 raise RuntimeError("the transaction rolls back")
 

@@ -26,6 +26,7 @@ from app.db import Database, utcnow
 from app.metrics import UNMATCHED_ROUTE, pool_families
 from app.models import JobStatus, Project
 from app.services import jobs, models, projects
+from app.services.actor import OPERATOR
 from app.settings import Settings
 from tests.clients import app_settings, bearer, serving
 from tests.graphql_support import GraphQLApi, graphql_api
@@ -152,8 +153,10 @@ async def _create_jobs(database: Database) -> None:
     minutes, a migration due in an hour, and a finalization that succeeded."""
     async with database.session() as session:
         project = await projects.get_default_project(session)
-        model = await models.create_model(session, project=project, display_name="to delete")
-        await models.destroy_model(session, model=model)
+        model = await models.create_model(
+            session, project=project, display_name="to delete", actor=OPERATOR
+        )
+        await models.destroy_model(session, model=model, actor=OPERATOR)
         await jobs.enqueue(
             session,
             kind=jobs.PURGE_DELETED_RUNS,
@@ -406,8 +409,10 @@ async def test_worker_check_and_metrics_port_follow_a_running_worker(
 
 
 async def _destroy_a_model(session: AsyncSession, project: Project) -> int:
-    model = await models.create_model(session, project=project, display_name="worker deletes")
-    return (await models.destroy_model(session, model=model)).id
+    model = await models.create_model(
+        session, project=project, display_name="worker deletes", actor=OPERATOR
+    )
+    return (await models.destroy_model(session, model=model, actor=OPERATOR)).id
 
 
 async def _wait_for_check(

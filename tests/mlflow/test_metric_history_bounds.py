@@ -21,6 +21,7 @@ from app.db import Database
 from app.errors import InvalidValueError, NotFoundError
 from app.models import Candidate, Model, Project
 from app.services import candidates, models, projects
+from app.services.actor import OPERATOR
 from app.services.candidates import MAX_SAMPLED_POINTS, MAX_SAMPLED_RUNS, MetricPoint
 from tests.live_server import LiveServer
 
@@ -32,7 +33,7 @@ async def log_points(
 ) -> None:
     for start in range(0, len(points), candidates.MAX_METRICS_PER_BATCH):
         batch = points[start : start + candidates.MAX_METRICS_PER_BATCH]
-        await candidates.log_batch(session, candidate=candidate, metrics=batch)
+        await candidates.log_batch(session, candidate=candidate, metrics=batch, actor=OPERATOR)
 
 
 def steps(count: int, *, name: str = "loss", first: int = 0) -> list[MetricPoint]:
@@ -45,11 +46,13 @@ def steps(count: int, *, name: str = "loss", first: int = 0) -> list[MetricPoint
 
 @pytest.fixture
 async def model(session: AsyncSession, project: Project) -> Model:
-    return await models.create_model(session, project=project, display_name="Charts")
+    return await models.create_model(
+        session, project=project, display_name="Charts", actor=OPERATOR
+    )
 
 
 async def new_run(session: AsyncSession, model: Model, points: Sequence[MetricPoint]) -> str:
-    candidate = await candidates.create_candidate(session, model=model)
+    candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
     await log_points(session, candidate, points)
     return candidate.eid
 

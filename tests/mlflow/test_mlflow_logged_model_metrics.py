@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Project
 from app.services import candidates, models
+from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from tests.statements import recorded
 
@@ -141,13 +142,17 @@ async def test_logging_a_batch_with_copies_costs_one_statement_per_table(
 ) -> None:
     """No read per point: the history, the latest values and the model's metric names
     take one statement each, whether the batch repeats points or they are stored already."""
-    model = await models.create_model(session, project=project, display_name="Counted")
-    candidate = await candidates.create_candidate(session, model=model)
+    model = await models.create_model(
+        session, project=project, display_name="Counted", actor=OPERATOR
+    )
+    candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
     await session.flush()
     batch = [MetricPoint("loss", float(step % 3), timestamp=1, step=step) for step in range(500)]
     with recorded() as seen:
-        await candidates.log_batch(session, candidate=candidate, metrics=batch + batch)
-        await candidates.log_batch(session, candidate=candidate, metrics=batch)
+        await candidates.log_batch(
+            session, candidate=candidate, metrics=batch + batch, actor=OPERATOR
+        )
+        await candidates.log_batch(session, candidate=candidate, metrics=batch, actor=OPERATOR)
     writes = [statement.split("(")[0].strip() for statement in seen]
     assert (
         writes

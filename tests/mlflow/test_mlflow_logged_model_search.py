@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.mlflow.logged_models import compile_filter, compile_order_by
 from app.models import Project
 from app.services import candidates, logged_models, models
+from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from tests.clients import bearer
 from tests.live_server import LiveServer
@@ -254,10 +255,14 @@ async def test_a_page_is_filtered_and_ordered_by_the_database_in_one_statement(
     """However many logged models an experiment holds, a page costs one SELECT: nothing is
     filtered or sorted in Python. NaN sorts after numbers and before models without the
     metric, and `!=` matches it (IEEE)."""
-    model = await models.create_model(session, project=project, display_name="Searched")
-    candidate = await candidates.create_candidate(session, model=model)
+    model = await models.create_model(
+        session, project=project, display_name="Searched", actor=OPERATOR
+    )
+    candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
     created = [
-        await logged_models.create_logged_model(session, model=model, name=f"model-{index}")
+        await logged_models.create_logged_model(
+            session, model=model, name=f"model-{index}", actor=OPERATOR
+        )
         for index in range(12)
     ]
     values = [float(index) for index in range(10)] + [math.nan]
@@ -268,6 +273,7 @@ async def test_a_page_is_filtered_and_ordered_by_the_database_in_one_statement(
             MetricPoint("accuracy", value, timestamp=1, logged_model_eid=logged.eid)
             for logged, value in zip(created, values, strict=False)
         ],
+        actor=OPERATOR,
     )
     await session.flush()
 

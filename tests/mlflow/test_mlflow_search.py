@@ -18,9 +18,11 @@ from app.errors import InvalidValueError
 from app.models import (
     Candidate,
     CandidateStatus,
+    Membership,
     Model,
     ModelVersion,
     Project,
+    Role,
     User,
 )
 from app.search import grammar, paging, sql
@@ -37,7 +39,7 @@ from app.search.grammar import (
     SearchError,
 )
 from app.services import candidates, models, versions
-from app.services.actor import Actor
+from app.services.actor import OPERATOR, Actor
 from app.services.candidates import MetricPoint
 
 # --- Parsing -----------------------------------------------------------------------------
@@ -399,11 +401,17 @@ class Runs:
 
 
 async def build_runs(session: AsyncSession, project: Project) -> Runs:
-    model = await models.create_model(session, project=project, display_name="Churn")
-    other_model = await models.create_model(session, project=project, display_name="Fraud")
+    model = await models.create_model(
+        session, project=project, display_name="Churn", actor=OPERATOR
+    )
+    other_model = await models.create_model(
+        session, project=project, display_name="Fraud", actor=OPERATOR
+    )
     alice = User(username="alice")
     session.add(alice)
     await session.flush()
+    # Her runs are her own: she logs them as a developer of the project.
+    session.add(Membership(project_id=project.id, user_id=alice.id, role=Role.DEVELOPER))
 
     async def run(
         name: str | None,
@@ -422,13 +430,20 @@ async def build_runs(session: AsyncSession, project: Project) -> Runs:
             model=of,
             name=name,
             start_time=start,
-            actor=Actor(user.id, user.username, is_admin=False) if user else None,
+            actor=Actor(user.id, user.username, is_admin=False) if user else OPERATOR,
         )
         points = [MetricPoint(k, v, timestamp=start) for k, v in (metrics or {}).items()]
         await candidates.log_batch(
-            session, candidate=candidate, metrics=points, params=params or {}, tags=tags or {}
+            session,
+            candidate=candidate,
+            metrics=points,
+            params=params or {},
+            tags=tags or {},
+            actor=OPERATOR,
         )
-        await candidates.update_candidate(session, candidate=candidate, status=status, end_time=end)
+        await candidates.update_candidate(
+            session, candidate=candidate, status=status, end_time=end, actor=OPERATOR
+        )
         return candidate
 
     by_label = {
@@ -580,12 +595,16 @@ async def test_run_filters_select_exactly_the_matching_candidates(
 async def test_like_wildcards_escapes_and_glob_characters(
     session: AsyncSession, project: Project
 ) -> None:
-    model = await models.create_model(session, project=project, display_name="Patterns")
+    model = await models.create_model(
+        session, project=project, display_name="Patterns", actor=OPERATOR
+    )
     values = ["50%_off", "50%Xoff", "a*b", "axb", "a?b", "[x]", "x", "C:\\dir", "Ab"]
     by_eid: dict[str, str] = {}
     for value in values:
-        candidate = await candidates.create_candidate(session, model=model)
-        await candidates.log_batch(session, candidate=candidate, params={"v": value})
+        candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
+        await candidates.log_batch(
+            session, candidate=candidate, params={"v": value}, actor=OPERATOR
+        )
         by_eid[candidate.eid] = value
 
     async def matching(pattern: str, op: str = "LIKE") -> set[str]:
@@ -703,12 +722,22 @@ async def set_times(
 
 async def test_experiment_search(session: AsyncSession, project: Project) -> None:
     churn = await models.create_model(
-        session, project=project, display_name="Churn", metadata={"team": "vision", "stage": "p"}
+        session,
+        project=project,
+        display_name="Churn",
+        metadata={"team": "vision", "stage": "p"},
+        actor=OPERATOR,
     )
     fraud = await models.create_model(
-        session, project=project, display_name="fraud detection", metadata={"team": "risk"}
+        session,
+        project=project,
+        display_name="fraud detection",
+        metadata={"team": "risk"},
+        actor=OPERATOR,
     )
-    alpha = await models.create_model(session, project=project, display_name="Alpha")
+    alpha = await models.create_model(
+        session, project=project, display_name="Alpha", actor=OPERATOR
+    )
     labels = {churn.id: "churn", fraud.id: "fraud", alpha.id: "alpha"}
     await set_times(
         session, Model, churn.id, created_at=at_ms(1_700_000_000_123, 456), updated_at=at_ms(9)
@@ -774,7 +803,7 @@ async def test_registered_model_search_hides_prompts_like_mlflow(
 ) -> None:
     prompt_tag = model_search.IS_PROMPT_TAG
     churn = await models.create_model(
-        session, project=project, display_name="Churn", registered=True
+        session, project=project, display_name="Churn", registered=True, actor=OPERATOR
     )
     prompt = await models.create_model(
         session,
@@ -782,6 +811,7 @@ async def test_registered_model_search_hides_prompts_like_mlflow(
         display_name="greeting",
         registered=True,
         metadata={prompt_tag: "true"},
+        actor=OPERATOR,
     )
     flagged = await models.create_model(
         session,
@@ -789,8 +819,9 @@ async def test_registered_model_search_hides_prompts_like_mlflow(
         display_name="flagged",
         registered=True,
         metadata={prompt_tag: "false", "team": "x"},
+        actor=OPERATOR,
     )
-    await models.create_model(session, project=project, display_name="Scratch")
+    await models.create_model(session, project=project, display_name="Scratch", actor=OPERATOR)
     labels = {churn.id: "churn", prompt.id: "prompt", flagged.id: "flagged"}
     await set_times(session, Model, churn.id, updated_at=at_ms(3), created_at=at_ms(1))
     await set_times(session, Model, flagged.id, updated_at=at_ms(2), created_at=at_ms(2))
@@ -832,16 +863,21 @@ async def test_registered_model_search_hides_prompts_like_mlflow(
 
 
 async def test_model_version_search(session: AsyncSession, project: Project) -> None:
-    churn = await models.create_model(session, project=project, display_name="Churn")
-    fraud = await models.create_model(session, project=project, display_name="Fraud")
+    churn = await models.create_model(
+        session, project=project, display_name="Churn", actor=OPERATOR
+    )
+    fraud = await models.create_model(
+        session, project=project, display_name="Fraud", actor=OPERATOR
+    )
     prompt = await models.create_model(
         session,
         project=project,
         display_name="greeting",
         metadata={model_search.IS_PROMPT_TAG: "true"},
+        actor=OPERATOR,
     )
-    run_1 = await candidates.create_candidate(session, model=churn, name="r1")
-    run_3 = await candidates.create_candidate(session, model=churn, name="r3")
+    run_1 = await candidates.create_candidate(session, model=churn, name="r1", actor=OPERATOR)
+    run_3 = await candidates.create_candidate(session, model=churn, name="r3", actor=OPERATOR)
     created = {
         "c1": await versions.create_version(
             session,
@@ -849,12 +885,17 @@ async def test_model_version_search(session: AsyncSession, project: Project) -> 
             candidate=run_1,
             source="s3://bucket/churn/1",
             metadata={"stage": "prod"},
+            actor=OPERATOR,
         ),
-        "c2": await versions.create_version(session, model=churn, source="/local/churn"),
-        "c3": await versions.create_version(session, model=churn, candidate=run_3),
-        "f1": await versions.create_version(session, model=fraud, source="s3://bucket/fraud"),
+        "c2": await versions.create_version(
+            session, model=churn, source="/local/churn", actor=OPERATOR
+        ),
+        "c3": await versions.create_version(session, model=churn, candidate=run_3, actor=OPERATOR),
+        "f1": await versions.create_version(
+            session, model=fraud, source="s3://bucket/fraud", actor=OPERATOR
+        ),
         "p1": await versions.create_version(
-            session, model=prompt, metadata={model_search.IS_PROMPT_TAG: "true"}
+            session, model=prompt, metadata={model_search.IS_PROMPT_TAG: "true"}, actor=OPERATOR
         ),
     }
     labels = {v.id: label for label, v in created.items()}

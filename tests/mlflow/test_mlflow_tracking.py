@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException, RestException
 
 from app.db import Database
 from app.services import candidates, models, projects
+from app.services.actor import OPERATOR
 from tests.live_server import LiveServer
 
 
@@ -321,7 +322,9 @@ async def test_paging_through_2500_runs_returns_each_once_in_order(
             project = await projects.get_default_project(session)
             model = await models.get_model(session, project=project, iid=int(experiment_id))
             for index in range(2500):
-                await candidates.create_candidate(session, model=model, start_time=index)
+                await candidates.create_candidate(
+                    session, model=model, start_time=index, actor=OPERATOR
+                )
     finally:
         await database.dispose()
     seen: list[int] = []

@@ -93,9 +93,13 @@ async def setup(database_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
                     session, project=project, user=user, role=role, actor=OPERATOR
                 )
             _, tokens[name] = await auth.create_token(session, user=user, name="t")
-        model = await models.create_model(session, project=project, display_name="Churn")
-        version = await versions.create_version(session, model=model, version="1.2.0")
-        candidate = await candidates.create_candidate(session, model=model)
+        model = await models.create_model(
+            session, project=project, display_name="Churn", actor=OPERATOR
+        )
+        version = await versions.create_version(
+            session, model=model, version="1.2.0", actor=OPERATOR
+        )
+        candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
         version_id, candidate_iid = version.id, candidate.iid
     try:
         async with serving(app_settings(tmp_path, database_url)) as client:

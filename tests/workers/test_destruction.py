@@ -186,11 +186,15 @@ async def build_model(
     owned = Owned()
     async with database.session() as session:
         model = await models.create_model(
-            session, project=project, display_name=display_name, metadata={"team": "risk"}
+            session,
+            project=project,
+            display_name=display_name,
+            metadata={"team": "risk"},
+            actor=OPERATOR,
         )
         owned.model_id = model.id
         for number in range(candidate_count):
-            candidate = await candidates.create_candidate(session, model=model)
+            candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
             owned.candidate_ids.append(candidate.id)
             await candidates.log_batch(
                 session,
@@ -198,6 +202,7 @@ async def build_model(
                 metrics=metric_points(metrics_per_candidate),
                 params={"learning_rate": "0.01", "epochs": "3"},
                 tags={"team": "risk"},
+                actor=OPERATOR,
             )
             if number % files_every == 0:
                 package = await packages.candidate_package(session, candidate=candidate)
@@ -205,14 +210,19 @@ async def build_model(
                     await add_stored_file(session, store, owned, package, path)
         first = await session.get_one(Candidate, owned.candidate_ids[0])
         await candidates.record_inputs(
-            session, candidate=first, entries=[("dataset_input", "train", {"name": "train"})]
+            session,
+            candidate=first,
+            entries=[("dataset_input", "train", {"name": "train"})],
+            actor=OPERATOR,
         )
         if with_version:
             version = await versions.create_version(
-                session, model=model, candidate=first, metadata={"stage": "prod"}
+                session, model=model, candidate=first, metadata={"stage": "prod"}, actor=OPERATOR
             )
             owned.version_ids.append(version.id)
-            await versions.set_alias(session, model=model, alias="champion", version=version)
+            await versions.set_alias(
+                session, model=model, alias="champion", version=version, actor=OPERATOR
+            )
             release = await packages.get_or_create_package(
                 session,
                 project_id=project.id,
@@ -223,7 +233,7 @@ async def build_model(
             version.package_id = release.id
             await add_stored_file(session, store, owned, release, "model.pkl")
             logged = await logged_models.create_logged_model(
-                session, model=model, source_candidate=first
+                session, model=model, source_candidate=first, actor=OPERATOR
             )
             owned.logged_model_ids.append(logged.id)
             logged_package = await packages.logged_model_package(session, logged_model=logged)
@@ -345,7 +355,7 @@ async def test_destroying_a_model_hides_it_at_once_and_the_worker_removes_all_it
                 session, project=default_project, eid=logged.eid, include_deleted=True
             )
         successor = await models.create_model(
-            session, project=default_project, display_name="Churn"
+            session, project=default_project, display_name="Churn", actor=OPERATOR
         )
         assert successor.name == "churn"
     pushed = await load_job(database, job.id)
@@ -389,11 +399,13 @@ async def test_the_default_model_cannot_be_destroyed_nor_a_model_twice(
     async with database.session() as session:
         default = await models.get_model(session, project=default_project, iid=0)
         with pytest.raises(InvalidValueError, match="Default model cannot be destroyed"):
-            await models.destroy_model(session, model=default)
-        model = await models.create_model(session, project=default_project, display_name="Ads")
-        await models.destroy_model(session, model=model)
+            await models.destroy_model(session, model=default, actor=OPERATOR)
+        model = await models.create_model(
+            session, project=default_project, display_name="Ads", actor=OPERATOR
+        )
+        await models.destroy_model(session, model=model, actor=OPERATOR)
         with pytest.raises(InvalidValueError, match="already being destroyed"):
-            await models.destroy_model(session, model=model)
+            await models.destroy_model(session, model=model, actor=OPERATOR)
 
 
 @pytest.mark.parametrize("interruption", ["crash", "cancel"])
@@ -416,7 +428,7 @@ async def test_a_destruction_interrupted_midway_finishes_on_the_next_run(
     )
     async with database.session() as session:
         model = await session.get_one(Model, owned.model_id)
-        job = await models.destroy_model(session, model=model)
+        job = await models.destroy_model(session, model=model, actor=OPERATOR)
     monkeypatch.setattr(destruction, "BATCH_SIZE", 5)
 
     if interruption == "crash":
@@ -445,22 +457,24 @@ async def test_a_destruction_interrupted_midway_finishes_on_the_next_run(
         async with database.session() as session:
             await session.execute(sa.update(Job).where(Job.id == job.id).values(run_after=utcnow()))
     else:
-        # The worker is stopped (its task cancelled) once the first batch is saved.
+        # The worker is stopped (its task cancelled) once the first batch is committed:
+        # a batch's late objects are deleted right after its commit.
         first_batch_saved = asyncio.Event()
-        save_progress = jobs.save_progress
+        delete_late_objects = packages.delete_unreferenced_objects
 
-        async def save_and_signal(database: Database, job_id: int, progress: Any) -> None:
-            await save_progress(database, job_id, progress)
-            if progress.get("candidates", 0) >= 5:
+        async def delete_and_signal(*arguments: Any) -> None:
+            await delete_late_objects(*arguments)
+            if (await load_job(database, job.id)).progress.get("candidates", 0) >= 5:
                 first_batch_saved.set()
+                await asyncio.Event().wait()  # the cancellation lands here
 
-        monkeypatch.setattr(jobs, "save_progress", save_and_signal)
+        monkeypatch.setattr(packages, "delete_unreferenced_objects", delete_and_signal)
         running = asyncio.create_task(run_job(database, settings, job.id, artifacts=store))
         await asyncio.wait_for(first_batch_saved.wait(), TIMEOUT)
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
-        monkeypatch.setattr(jobs, "save_progress", save_progress)
+        monkeypatch.setattr(packages, "delete_unreferenced_objects", delete_late_objects)
 
         interrupted = await load_job(database, job.id)
         assert interrupted.status is JobStatus.PENDING, "handed back for an immediate rerun"
@@ -499,7 +513,7 @@ async def test_a_destruction_requested_while_redis_is_down_runs_once_redis_is_ba
     try:
         async with database.session() as session:
             model = await session.get_one(Model, owned.model_id)
-            job = await models.destroy_model(session, model=model)
+            job = await models.destroy_model(session, model=model, actor=OPERATOR)
         left_behind = await load_job(database, job.id)
         assert left_behind.status is JobStatus.PENDING
         assert left_behind.enqueued_at is None
@@ -544,7 +558,7 @@ async def test_destroying_a_version_and_a_candidate_leaves_the_rest_of_the_model
         version_one = await session.get_one(ModelVersion, owned.version_ids[0])
         release_id = version_one.package_id
         version_two = await versions.create_version(
-            session, model=model, candidate=await session.get_one(Candidate, second)
+            session, model=model, candidate=await session.get_one(Candidate, second), actor=OPERATOR
         )
         third_package_id = (await session.get_one(Candidate, third)).package_id
     assert release_id is not None and third_package_id is not None
@@ -567,7 +581,7 @@ async def test_destroying_a_version_and_a_candidate_leaves_the_rest_of_the_model
         version_job = await versions.destroy_version(session, version=version_one, actor=OPERATOR)
         with pytest.raises(InvalidValueError, match="candidate of a model version"):
             await candidates.destroy_candidate(
-                session, candidate=await session.get_one(Candidate, second)
+                session, candidate=await session.get_one(Candidate, second), actor=OPERATOR
             )
         candidate_job = await candidates.destroy_candidate(
             session, candidate=await session.get_one(Candidate, third), actor=OPERATOR
@@ -598,6 +612,7 @@ async def test_destroying_a_version_and_a_candidate_leaves_the_rest_of_the_model
             model=model,
             candidate=await session.get_one(Candidate, fourth),
             version="1.0.0",
+            actor=OPERATOR,
         )
 
     await run_worker_until_idle(settings)
@@ -687,7 +702,7 @@ async def test_purging_deleted_runs_removes_their_objects_too(
     async with database.session() as session:
         for candidate_id in (expired, claimed_before):
             candidate = await session.get_one(Candidate, candidate_id)
-            await candidates.delete_candidate(session, candidate=candidate)
+            await candidates.delete_candidate(session, candidate=candidate, actor=OPERATOR)
             candidate.deleted_at = long_ago
         # A purge that died after claiming this one and before removing it.
         (

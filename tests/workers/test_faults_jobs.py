@@ -29,6 +29,7 @@ from app.db import Database
 from app.models import Job, JobStatus, Model, Project
 from app.outbox import JobDispatcher
 from app.services import models
+from app.services.actor import OPERATOR
 from app.settings import Settings
 from app.storage import ArtifactStore
 from tests.services import RedisServer, stop_process
@@ -138,7 +139,7 @@ async def destroy(database: Database, owned: Owned, **payload: int) -> Job:
     cuts the work into smaller steps."""
     async with database.session() as session:
         model = await session.get_one(Model, owned.model_id)
-        job = await models.destroy_model(session, model=model)
+        job = await models.destroy_model(session, model=model, actor=OPERATOR)
         job.payload = {**job.payload, **payload}
     return job
 

@@ -31,6 +31,7 @@ from app.models import (
 )
 from app.outbox import JobDispatcher
 from app.services import candidates, jobs, models, versions
+from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
 from app.settings import Settings, SettingsError
 from tests.services import RedisServer
@@ -495,11 +496,16 @@ async def test_purge_deleted_runs_removes_only_runs_deleted_longer_ago_than_the_
     database: Database, default_project: Project
 ) -> None:
     async with database.session() as session:
-        model = await models.create_model(session, project=default_project, display_name="Churn")
-        expired = [await candidates.create_candidate(session, model=model) for _ in range(3)]
-        recently_deleted = await candidates.create_candidate(session, model=model)
-        active = await candidates.create_candidate(session, model=model)
-        of_a_version = await candidates.create_candidate(session, model=model)
+        model = await models.create_model(
+            session, project=default_project, display_name="Churn", actor=OPERATOR
+        )
+        expired = [
+            await candidates.create_candidate(session, model=model, actor=OPERATOR)
+            for _ in range(3)
+        ]
+        recently_deleted = await candidates.create_candidate(session, model=model, actor=OPERATOR)
+        active = await candidates.create_candidate(session, model=model, actor=OPERATOR)
+        of_a_version = await candidates.create_candidate(session, model=model, actor=OPERATOR)
         everyone = [*expired, recently_deleted, active, of_a_version]
         for candidate in everyone:
             await candidates.log_batch(
@@ -513,10 +519,11 @@ async def test_purge_deleted_runs_removes_only_runs_deleted_longer_ago_than_the_
                 ],
                 params={"learning_rate": "0.01", "epochs": "3"},
                 tags={"team": "vision"},
+                actor=OPERATOR,
             )
-        await versions.create_version(session, model=model, candidate=of_a_version)
+        await versions.create_version(session, model=model, candidate=of_a_version, actor=OPERATOR)
         for candidate in [*expired, recently_deleted, of_a_version]:
-            await candidates.delete_candidate(session, candidate=candidate)
+            await candidates.delete_candidate(session, candidate=candidate, actor=OPERATOR)
         for candidate in [*expired, of_a_version]:
             candidate.deleted_at = utcnow() - dt.timedelta(days=31)
     logged = {"candidate": 1, "params": 2, "metrics": 3, "latest_metrics": 1, "metadata": 1}

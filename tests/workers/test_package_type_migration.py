@@ -93,10 +93,13 @@ async def build_legacy(
         project = await session.get_one(Project, project.id)
         for model_number in range(model_count):
             model = await models.create_model(
-                session, project=project, display_name=f"Legacy model {model_number}"
+                session,
+                project=project,
+                display_name=f"Legacy model {model_number}",
+                actor=OPERATOR,
             )
             for _ in range(candidates_per_model):
-                candidate = await candidates.create_candidate(session, model=model)
+                candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
                 files = {"model.pkl": f"weights of {candidate.eid}".encode()}
                 if candidate.iid % 2:
                     files["metrics/summary.json"] = b'{"run": "%s"}' % candidate.eid.encode()

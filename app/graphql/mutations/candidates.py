@@ -20,7 +20,6 @@ from app.models import Model as ModelRow
 from app.search.sql import datetime_to_ms
 from app.services import candidates
 from app.services.candidates import MetricPoint
-from app.services.policy import Operation
 
 CandidateResult = Annotated[
     Candidate | ValidationError | NotFoundError | PermissionError,
@@ -76,15 +75,14 @@ class CandidateLogMetricsInput:
 async def candidate_create(info: Info, input: CandidateCreateInput) -> CandidateResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        model = await for_change(
-            session, actor, ModelRow, input.model_id, Operation.LOG_RUN, field="modelId"
-        )
+        model = await for_change(session, actor, ModelRow, input.model_id, field="modelId")
         row = await candidates.create_candidate(session, model=model, name=input.name, actor=actor)
         await candidates.log_batch(
             session,
             candidate=row,
             params=KeyValueInput.as_dict(input.params),
             tags=KeyValueInput.as_dict(input.metadata),
+            actor=actor,
         )
     return Candidate.from_row(row)
 
@@ -92,7 +90,7 @@ async def candidate_create(info: Info, input: CandidateCreateInput) -> Candidate
 async def candidate_update(info: Info, input: CandidateUpdateInput) -> CandidateResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, CandidateRow, input.id, Operation.LOG_RUN)
+        row = await for_change(session, actor, CandidateRow, input.id)
         ending = input.status in FINAL_STATUSES and row.end_time is None
         await candidates.update_candidate(
             session,
@@ -104,7 +102,7 @@ async def candidate_update(info: Info, input: CandidateUpdateInput) -> Candidate
         )
         if input.metadata:
             await candidates.log_batch(
-                session, candidate=row, tags=KeyValueInput.as_dict(input.metadata)
+                session, candidate=row, tags=KeyValueInput.as_dict(input.metadata), actor=actor
             )
     return Candidate.from_row(row)
 
@@ -125,8 +123,8 @@ async def candidate_log_metrics(info: Info, input: CandidateLogMetricsInput) -> 
         for index, metric in enumerate(input.metrics)
     ]
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, CandidateRow, input.id, Operation.LOG_RUN)
-        await candidates.log_batch(session, candidate=row, metrics=points)
+        row = await for_change(session, actor, CandidateRow, input.id)
+        await candidates.log_batch(session, candidate=row, metrics=points, actor=actor)
     return Candidate.from_row(row)
 
 
@@ -141,6 +139,6 @@ async def candidate_delete(info: Info, input: CandidateDeleteInput) -> Candidate
     """Delete a candidate for good; the job removes its metrics and artifacts."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, CandidateRow, input.id, Operation.DELETE_RUN)
+        row = await for_change(session, actor, CandidateRow, input.id)
         job = await candidates.destroy_candidate(session, candidate=row, actor=actor)
     return JobStarted(job=Job.from_row(job))

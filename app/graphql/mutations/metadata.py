@@ -20,7 +20,6 @@ from app.models import Candidate as CandidateRow
 from app.models import Model as ModelRow
 from app.models import ModelVersion as ModelVersionRow
 from app.services import candidates, models, validation, versions
-from app.services.policy import Operation
 
 MetadataDeleteResult = Annotated[
     Model | ModelVersion | Candidate | ValidationError | NotFoundError | PermissionError,
@@ -61,9 +60,7 @@ async def metadata_delete(info: Info, input: MetadataDeleteInput) -> MetadataDel
         raise InvalidValueError("Name at least one entry", field="names")
     async with info.context.database.session() as session:
         if owner_type == "Model":
-            model = await for_change(
-                session, actor, ModelRow, input.owner_id, Operation.UPDATE_MODEL, field="ownerId"
-            )
+            model = await for_change(session, actor, ModelRow, input.owner_id, field="ownerId")
             for name in names:
                 await models.delete_model_metadata(session, model=model, name=name, actor=actor)
             return Model.from_row(model)
@@ -73,7 +70,6 @@ async def metadata_delete(info: Info, input: MetadataDeleteInput) -> MetadataDel
                 actor,
                 ModelVersionRow,
                 input.owner_id,
-                Operation.UPDATE_VERSION,
                 field="ownerId",
             )
             for name in names:
@@ -81,9 +77,7 @@ async def metadata_delete(info: Info, input: MetadataDeleteInput) -> MetadataDel
                     session, version=version, name=name, actor=actor
                 )
             return ModelVersion.from_row(version)
-        candidate = await for_change(
-            session, actor, CandidateRow, input.owner_id, Operation.LOG_RUN, field="ownerId"
-        )
+        candidate = await for_change(session, actor, CandidateRow, input.owner_id, field="ownerId")
         for name in names:
-            await candidates.delete_metadata(session, candidate=candidate, name=name)
+            await candidates.delete_metadata(session, candidate=candidate, name=name, actor=actor)
         return Candidate.from_row(candidate)

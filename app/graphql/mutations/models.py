@@ -14,7 +14,6 @@ from app.graphql.types.jobs import Job, JobStarted
 from app.graphql.types.models import Model
 from app.models import Model as ModelRow
 from app.services import models, projects
-from app.services.policy import Operation
 
 ModelResult = Annotated[
     Model | ValidationError | ConflictError | NotFoundError | PermissionError,
@@ -55,9 +54,7 @@ class ModelDeleteInput:
 async def model_create(info: Info, input: ModelCreateInput) -> ModelResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        project = await projects.find_project(
-            session, actor=actor, path=input.project, operation=Operation.CREATE_MODEL
-        )
+        project = await projects.find_project(session, actor=actor, path=input.project)
         row = await models.create_model(
             session,
             project=project,
@@ -74,7 +71,7 @@ async def model_create(info: Info, input: ModelCreateInput) -> ModelResult:
 async def model_update(info: Info, input: ModelUpdateInput) -> ModelResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, ModelRow, input.id, Operation.UPDATE_MODEL)
+        row = await for_change(session, actor, ModelRow, input.id)
         await models.update_model(
             session,
             model=row,
@@ -93,6 +90,6 @@ async def model_delete(info: Info, input: ModelDeleteInput) -> ModelDeleteResult
     removes its candidates, versions, metrics and artifacts in the background."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, ModelRow, input.id, Operation.DELETE_MODEL)
+        row = await for_change(session, actor, ModelRow, input.id)
         job = await models.destroy_model(session, model=row, actor=actor)
     return JobStarted(job=Job.from_row(job))

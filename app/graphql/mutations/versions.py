@@ -18,7 +18,6 @@ from app.models import Model as ModelRow
 from app.models import ModelVersion as ModelVersionRow
 from app.models import VersionStage
 from app.services import versions
-from app.services.policy import Operation
 
 ModelVersionResult = Annotated[
     ModelVersion | ValidationError | ConflictError | NotFoundError | PermissionError,
@@ -93,9 +92,7 @@ async def model_version_create(info: Info, input: ModelVersionCreateInput) -> Mo
     `load_model("models:/<name>/<version>")` loads it."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        model = await for_change(
-            session, actor, ModelRow, input.model_id, Operation.CREATE_VERSION, field="modelId"
-        )
+        model = await for_change(session, actor, ModelRow, input.model_id, field="modelId")
         candidate = None
         source = None
         if input.candidate_id is not None:
@@ -104,7 +101,6 @@ async def model_version_create(info: Info, input: ModelVersionCreateInput) -> Mo
                 actor,
                 CandidateRow,
                 input.candidate_id,
-                Operation.CREATE_VERSION,
                 field="candidateId",
             )
             if candidate.model_id != model.id:
@@ -129,7 +125,7 @@ async def model_version_create(info: Info, input: ModelVersionCreateInput) -> Mo
 async def model_version_update(info: Info, input: ModelVersionUpdateInput) -> ModelVersionResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, ModelVersionRow, input.id, Operation.UPDATE_VERSION)
+        row = await for_change(session, actor, ModelVersionRow, input.id)
         await versions.update_version(
             session, version=row, description=input.description, stage=input.stage, actor=actor
         )
@@ -145,7 +141,7 @@ async def model_version_delete(
     """Delete a version for good; its candidate stays. The job removes its package."""
     actor = info.context.actor
     async with info.context.database.session() as session:
-        row = await for_change(session, actor, ModelVersionRow, input.id, Operation.DELETE_VERSION)
+        row = await for_change(session, actor, ModelVersionRow, input.id)
         job = await versions.destroy_version(session, version=row, actor=actor)
     return JobStarted(job=Job.from_row(job))
 
@@ -159,7 +155,6 @@ async def alias_set(info: Info, input: AliasSetInput) -> AliasSetResult:
             actor,
             ModelVersionRow,
             input.version_id,
-            Operation.MANAGE_ALIASES,
             field="versionId",
         )
         model = await session.get_one(ModelRow, row.model_id)
@@ -170,8 +165,6 @@ async def alias_set(info: Info, input: AliasSetInput) -> AliasSetResult:
 async def alias_delete(info: Info, input: AliasDeleteInput) -> AliasDeleteResult:
     actor = info.context.actor
     async with info.context.database.session() as session:
-        model = await for_change(
-            session, actor, ModelRow, input.model_id, Operation.MANAGE_ALIASES, field="modelId"
-        )
+        model = await for_change(session, actor, ModelRow, input.model_id, field="modelId")
         await versions.delete_alias(session, model=model, alias=input.alias, actor=actor)
     return AliasDeleted(model=Model.from_row(model), alias=input.alias)
