@@ -222,14 +222,20 @@ async def save_progress(database: Database, job_id: int, progress: dict[str, Any
     """Record a running job's progress in a transaction of its own, so a retry after
     a crash resumes from here."""
     async with database.session() as session:
-        result = await _update(
-            session,
-            sa.update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
-            .values(progress=progress, updated_at=utcnow()),
-        )
-        if result.rowcount == 1:
-            await _announce(session, job_id)
+        await record_progress(session, job_id, progress)
+
+
+async def record_progress(session: AsyncSession, job_id: int, progress: dict[str, Any]) -> None:
+    """Record a running job's progress in the caller's transaction: committed with the
+    work it counts, the counts a retry resumes from match what is left to do."""
+    result = await _update(
+        session,
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .values(progress=progress, updated_at=utcnow()),
+    )
+    if result.rowcount == 1:
+        await _announce(session, job_id)
 
 
 async def renew_lease(database: Database, job: Job, *, lease: dt.timedelta = JOB_LEASE) -> bool:

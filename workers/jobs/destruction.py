@@ -2,14 +2,14 @@
 service marked pending destruction (`models.destroy_model`, `versions.destroy_version`,
 `candidates.destroy_candidate`), with everything it owns.
 
-The work is cut into bounded steps, each in a transaction of its own and followed by a
-progress save (which also renews the job's lease): metric rows in chunks, then package
-files in chunks, then the owners' rows with their packages; their params, metadata,
-latest metrics, inputs and aliases go with the rows through ON DELETE CASCADE. A file's
-object is deleted from the artifact store before its row, so a worker killed between the
-two leaves a row that a retry finds and finishes. Every step works on what is left, so a
-retry simply goes on; the last step writes the audit event in the transaction that
-deletes the last row, so it is written once.
+The work is cut into bounded steps, each in a transaction of its own that also records
+the job's progress, so the counts match what is left even after a crash: metric rows in
+chunks, then package files in chunks, then the owners' rows with their packages; their
+params, metadata, latest metrics, inputs and aliases go with the rows through ON DELETE
+CASCADE. A file's object is deleted from the artifact store before its row, so a worker
+killed between the two leaves a row that a retry finds and finishes. Every step works on
+what is left, so a retry simply goes on; the last step writes the audit event in the
+transaction that deletes the last row, so it is written once.
 """
 
 from __future__ import annotations
@@ -86,6 +86,11 @@ class Remover:
     async def save_progress(self) -> None:
         await jobs.save_progress(self._context.database, self._job.id, self._report(self.removed))
 
+    async def record_progress(self, session: AsyncSession) -> None:
+        """The counts, in the transaction that removed what they count: a worker killed
+        after its commit leaves counts a retry goes on from exactly."""
+        await jobs.record_progress(session, self._job.id, self._report(self.removed))
+
     async def next_batch(self, owner: Owner, condition: sa.ColumnElement[bool]) -> list[int]:
         """Ids of the next batch of `owner` rows meeting `condition`."""
         async with self._context.database.session(read_only=True) as session:
@@ -121,12 +126,12 @@ class Remover:
                 self.removed["packages"] += await _delete(
                     session, sa.delete(Package).where(Package.id.in_(package_ids))
                 )
+            await self.record_progress(session)
             if finish is not None:
                 await finish(session)
         await packages.delete_unreferenced_objects(
             self._context.database, self._context.artifacts, late_keys
         )
-        await self.save_progress()
 
     async def _remove_metrics(self, candidate_ids: list[int]) -> None:
         """The candidates' metric history, a chunk per transaction; the rest of what a
@@ -141,10 +146,9 @@ class Remover:
                 removed = await _delete(
                     session, sa.delete(CandidateMetric).where(CandidateMetric.id.in_(chunk))
                 )
-            if removed == 0:
-                return
-            self.removed["metrics"] += removed
-            await self.save_progress()
+                if removed:
+                    self.removed["metrics"] += removed
+                    await self.record_progress(session)
             if removed < self.metric_batch_size:
                 return
 
@@ -208,8 +212,8 @@ class Remover:
                     session,
                     sa.delete(PackageFile).where(PackageFile.id.in_([id_ for id_, _ in files])),
                 )
-            self.removed["objects"] += len(objects)
-            await self.save_progress()
+                self.removed["objects"] += len(objects)
+                await self.record_progress(session)
             if len(files) < self.file_batch_size:
                 return
 
