@@ -68,15 +68,31 @@ LEAST_ROLE: dict[Operation, Role] = {
 
 
 async def role_in(session: AsyncSession, actor: Actor | None, project: Project) -> Role | None:
+    """The actor's role in `project`, looked up once per session: a request that finds a
+    project and then changes something in it asks twice (the surface, then the service)."""
     if actor is None or actor.user_id is None:
         # Anonymous, or the operator: no user, so no membership to look up.
         return None
-    role: Role | None = await session.scalar(
-        sa.select(Membership.role).where(
-            Membership.project_id == project.id, Membership.user_id == actor.user_id
+    known: dict[tuple[int, int], Role | None] = session.info.setdefault(_ROLES, {})
+    key = (project.id, actor.user_id)
+    if key not in known:
+        known[key] = await session.scalar(
+            sa.select(Membership.role).where(
+                Membership.project_id == project.id, Membership.user_id == actor.user_id
+            )
         )
-    )
-    return role
+    return known[key]
+
+
+def forget_roles(session: AsyncSession, project: Project) -> None:
+    """Drop the roles `role_in` keeps for `project` in this session (its members changed)."""
+    known: dict[tuple[int, int], Role | None] = session.info.get(_ROLES, {})
+    for key in [key for key in known if key[0] == project.id]:
+        del known[key]
+
+
+# Where `role_in` keeps the roles it looked up, in the session's info.
+_ROLES = "policy.roles"
 
 
 def may_read(actor: Actor | None, project: Project, role: Role | None) -> bool:

@@ -202,6 +202,7 @@ async def set_member(
         membership.role = role
         action = "member.update"
     await session.flush()
+    policy.forget_roles(session, project)
     await audit.record(
         session,
         actor=actor,
@@ -227,6 +228,7 @@ async def remove_member(
     _check_grantable(actor, actor_role, membership.role)
     if membership.role is Role.OWNER:
         await _keep_an_owner(session, project)
+    policy.forget_roles(session, project)
     await audit.record(
         session,
         actor=actor,
