@@ -16,6 +16,7 @@ import enum
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,8 @@ from app.preflight import CommandError
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from app.db import Database
 
 logger = logging.getLogger("modelreg")
@@ -128,30 +131,57 @@ def _notice(message: str) -> None:
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from app.main import create_app
-    from workers.dispatch import create_dispatcher
-
+    if args.workers > 1 and (settings.uses_sqlite or not settings.redis_url):
+        raise CommandError(
+            f"--workers {args.workers} needs PostgreSQL (MODELREG_DATABASE_URL) and Redis "
+            "(MODELREG_REDIS_URL): SQLite has one writer, and subscriptions reach the "
+            "other processes through Redis; leave --workers at 1 otherwise"
+        )
     # Taken first: a busy port must stop the start before the administrator is created.
     listening = preflight.bind(args.host, args.port)
     try:
         _prepare_database(settings, migrate=args.migrate, check_storage=True)
         _bootstrap_admin(settings)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings, dispatcher_factory=create_dispatcher),
+        logger.info("serving on http://%s:%d", args.host, args.port)
+        if args.workers > 1:
+            # Each process builds the app from the same environment (uvicorn's factory);
+            # the supervisor restarts a process that dies.
+            config = uvicorn.Config(
+                f"{__name__}:served_app",
+                factory=True,
                 host=args.host,
                 port=args.port,
                 log_config=None,
+                workers=args.workers,
             )
+            # Listening before the processes start: connections wait for the first one
+            # ready instead of being refused.
+            listening.listen(config.backlog)
+            Multiprocess(config, sockets=[listening]).run()
+            return
+        server = uvicorn.Server(
+            uvicorn.Config(served_app(settings), host=args.host, port=args.port, log_config=None)
         )
-        logger.info("serving on http://%s:%d", args.host, args.port)
         server.run(sockets=[listening])
         started = server.started
     finally:
         listening.close()
     if not started:
         raise SystemExit(preflight.EXIT_UNEXPECTED)
+
+
+def served_app(settings: Settings | None = None) -> Starlette:
+    """The app `serve` runs, with the dispatcher of the workers' package; each process of
+    `serve --workers N` calls it with no argument and reads the environment itself."""
+    from app.main import create_app
+    from workers.dispatch import create_dispatcher
+
+    if settings is None:  # a process of its own, started afresh: it logs as `serve` does
+        settings = load_settings()
+        configure_logging(settings.log_level)
+    return create_app(settings, dispatcher_factory=create_dispatcher)
 
 
 def worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -447,6 +477,57 @@ def member_remove(settings: Settings, args: argparse.Namespace) -> None:
     print(f"removed '{args.user}' from '{args.project}'")
 
 
+# --- moving in ---------------------------------------------------------------------------
+
+
+def _names(text: str) -> frozenset[str]:
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name")
+    return names
+
+
+def _since(text: str) -> int:
+    """A time as epoch milliseconds: ISO 8601 (a date or a date and time, UTC unless
+    told), or a number of milliseconds."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is no ISO 8601 date or time, nor epoch milliseconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def import_mlflow(settings: Settings, args: argparse.Namespace) -> None:
+    from app.importing.command import ImportRequest, import_mlflow
+    from app.importing.runner import ImportOptions
+
+    preflight.require_database_file(settings)
+    request = ImportRequest(
+        source_url=args.source,
+        token=args.token or os.environ.get("MLFLOW_TRACKING_TOKEN"),
+        project_path=args.project,
+        options=ImportOptions(
+            experiments=args.experiments,
+            models=args.models,
+            since_ms=args.since,
+            dry_run=args.dry_run,
+        ),
+        verify=args.verify,
+        mode="json" if args.json else "quiet" if args.quiet else "bars",
+    )
+    try:
+        exit_code = asyncio.run(import_mlflow(settings, request))
+    except DomainError as error:
+        raise CommandError(error.message) from None
+    raise SystemExit(exit_code)
+
+
 # --- output ----------------------------------------------------------------------------
 
 
@@ -500,6 +581,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of processes") from None
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"{count} is not a number of processes (1-64)")
+    return count
+
+
 def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print a JSON array (for scripts) instead of a table"
@@ -532,6 +623,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="migrate",
         action="store_false",
         help="do not upgrade the database schema on start (when `modelreg migrate` runs apart)",
+    )
+    serve_parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="API processes sharing the port (default: %(default)s); more than one needs "
+        "PostgreSQL and Redis",
     )
     serve_parser.set_defaults(handler=serve)
 
@@ -638,6 +736,48 @@ def _parser() -> argparse.ArgumentParser:
     project_list_parser = project.add_parser("list", help="list every project")
     _json_option(project_list_parser)
     project_list_parser.set_defaults(handler=project_list)
+
+    import_parser = commands.add_parser(
+        "import-mlflow",
+        help="copy an MLflow tracking server's experiments, runs, artifacts and registry "
+        "into a project (resumable; run again to continue)",
+        epilog=preflight.EXIT_CODES + "\n  4  --verify found differences",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import_parser.add_argument(
+        "--from", dest="source", required=True, help="the MLflow tracking URI (http[s]://...)"
+    )
+    import_parser.add_argument(
+        "--token",
+        help="bearer token for the MLflow server (default: MLFLOW_TRACKING_TOKEN, which other "
+        "users of the host cannot read in the process list)",
+    )
+    import_parser.add_argument("--project", required=True, help="the destination project's path")
+    import_parser.add_argument(
+        "--experiments", type=_names, help="comma-separated experiment names or ids (default: all)"
+    )
+    import_parser.add_argument(
+        "--models", type=_names, help="comma-separated registered model names (default: all)"
+    )
+    import_parser.add_argument(
+        "--since",
+        type=_since,
+        help="only runs started at or after this time (ISO 8601, or epoch milliseconds)",
+    )
+    import_parser.add_argument(
+        "--dry-run", action="store_true", help="count what would be written; write nothing"
+    )
+    import_parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="then compare counts, metric histories and artifact checksums with the source",
+    )
+    output = import_parser.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="print only warnings and differences")
+    output.add_argument(
+        "--json", action="store_true", help="print JSON lines (progress, warnings, summary)"
+    )
+    import_parser.set_defaults(handler=import_mlflow)
 
     member = commands.add_parser("member", help="manage project members").add_subparsers(
         required=True

@@ -258,12 +258,18 @@ def refuse_unstorable(value: Any) -> None:
                 pending.append((child, f"{name}.{key}" if name else key, depth + 1))
 
 
-def _refuse_unstorable_text(text: str, name: str) -> None:
+def unstorable_text(text: str) -> str | None:
+    """What in `text` no database column can hold, in a few words; None when nothing."""
     if "\x00" in text:
-        problem = "a NUL character"
-    elif _LONE_SURROGATE.search(text):
-        problem = "a lone surrogate (an unpaired \\ud800-\\udfff escape)"
-    else:
+        return "a NUL character"
+    if _LONE_SURROGATE.search(text):
+        return "a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+    return None
+
+
+def _refuse_unstorable_text(text: str, name: str) -> None:
+    problem = unstorable_text(text)
+    if problem is None:
         return
     raise InvalidJsonError(
         f"Invalid value for parameter '{name}': it contains {problem}", field=name or None

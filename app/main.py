@@ -20,9 +20,9 @@ from app.database_outage import DatabaseOutageMiddleware
 from app.db import Database
 from app.errors import NotFoundError
 from app.events import EventHub
+from app.frontend import STATIC_PATH, FrontendFiles, mlflow_landing_routes, ui_routes
 from app.graphql.endpoint import GraphQLEndpoint
 from app.graphql.endpoint import unavailable_response as graphql_unavailable
-from app.graphql.ide import STATIC_PATH, FrontendFiles
 from app.metrics import install_metrics
 from app.mlflow.routes import endpoint_not_found
 from app.mlflow.routes import routes as mlflow_routes
@@ -124,7 +124,11 @@ def create_app(
             Mount(STATIC_PATH, FrontendFiles()),
             # Before the MLflow surface, whose routes cover prefixes under /api.
             *rest_routes(),
+            # Where MLflow's printed links land: the UI, inside the MLflow surface's paths.
+            *mlflow_landing_routes(),
             *mlflow_routes(),
+            # Last: it matches the web UI's addresses only (`app.frontend`).
+            *ui_routes(),
         ],
         middleware=[
             Middleware(RequestLogMiddleware),

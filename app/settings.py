@@ -80,9 +80,26 @@ class Settings(BaseSettings):
     # would wait longer than password_check_wait_seconds for its turn is refused (503).
     password_checks_at_once: int = Field(default=0, ge=0)
     password_check_wait_seconds: float = Field(default=5, ge=0)
+    # Open GraphQL subscription websockets per API process, and per caller (a user, or an
+    # anonymous client address); a connection beyond either is closed with 4429.
+    subscription_connections: int = Field(default=1000, ge=1)
+    subscription_connections_per_caller: int = Field(default=20, ge=1)
     # Comma-separated origins (https://app.example.com) whose pages may call /graphql with
     # a token; never with cookies (no credentials are allowed). None by default.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # The server's key: webhook secrets (and the source tokens of MLflow import jobs until
+    # they end) are stored encrypted with a key derived from it.
+    # Unset, webhooks can be created without a secret only (their requests go unsigned).
+    secret_key: str | None = Field(default=None, min_length=16)
+    # Webhooks to loopback, private and link-local addresses are refused unless this is set.
+    webhook_allow_private: bool = False
+    # One webhook request (connect, send, answer) must finish within this time.
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
+    # A failed delivery waits min(2**(attempts-1) * base, max) seconds, jittered down to
+    # half of it (or what Retry-After asks), and is retried until it is this old.
+    webhook_retry_base_seconds: float = Field(default=30, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3 * 3600, gt=0)
+    webhook_retry_window_seconds: float = Field(default=24 * 3600, ge=0)
 
     @field_validator("database_url")
     @classmethod

@@ -7,11 +7,31 @@ with ``/-/`` between a project and what it holds:
 - a version: ``/<project>/-/models/<name>/versions/<semver>``
 - a candidate: ``/<project>/-/models/<name>/candidates/<iid>``
 
-Each segment is percent-encoded (a project path's own ``/`` stays a separator)."""
+Each segment is percent-encoded (a project path's own ``/`` stays a separator).
+
+The first segments the server's other surfaces own (`SURFACE_SEGMENTS`) are no project's
+page, so no project takes them as its path."""
 
 from __future__ import annotations
 
 import urllib.parse
+
+SURFACE_SEGMENTS = frozenset(
+    {
+        "api",
+        "ajax-api",
+        "graphql",
+        "static",
+        "sign-in",
+        "sign-out",
+        "healthz",
+        "readyz",
+        "metrics",
+        "health",
+        "version",
+        "projects",
+    }
+)
 
 
 def project_page(project: str) -> str:

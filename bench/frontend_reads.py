@@ -6,13 +6,15 @@
 Seeds a fresh database before serving it: a model of `--small` (100) candidates logging
 3 params, 3 metrics and 2 tags each through the services; a model of `--large` (100,000)
 candidates bulk-inserted as bench/seed.py writes them, with the names their logging
-would have kept; and a model whose 2 candidates log a `--steps` (100,000) step `loss`
-history through the services in MLflow's batches of 1,000. Then it times GraphQL
-requests to the app served in process (no network: the figures are the server's work
-and its ASGI plumbing): `Model.candidateKeys` of the small and the large model, and a
-chart of both long candidates through `nodes(ids)` cut to `--points` (1,000) values per
-series. Each figure is the median and the slowest of `--repeat` requests after one
-warm-up, in ms.
+would have kept; and two models whose 2 candidates each log a `--steps` (100,000) point
+`loss` history through the services in MLflow's batches of 1,000: at steps 0, 1, 2, ...
+(dense: a chart reads its kept points by step) and at steps 0, 2, 4, ... (sparse: a
+chart numbers every point). Then it times GraphQL requests to the app served in process
+(no network: the figures are the server's work and its ASGI plumbing):
+`Model.candidateKeys` of the small and the large model, and a chart of both candidates
+of each chart model through `nodes(ids)` cut to `--points` (1,000) values per series.
+Each figure is the median and the slowest of `--repeat` requests after one warm-up, in
+ms.
 """
 
 from __future__ import annotations
@@ -91,11 +93,14 @@ async def _seed_large(database: Database, database_url: str, count: int) -> None
         await candidate_keys.record(session, model_id=model.id, metrics=metrics, params=params)
 
 
-async def _seed_chart(database: Database, project: Project, steps: int) -> list[str]:
-    """Two candidates with a `steps` long loss history; their global ids."""
+async def _seed_chart(
+    database: Database, project: Project, steps: int, *, stride: int = 1
+) -> list[str]:
+    """Two candidates with a `steps` long loss history, a point every `stride` steps;
+    their global ids."""
     async with database.session() as session:
         model = await models.create_model(
-            session, project=project, display_name="chart", actor=OPERATOR
+            session, project=project, display_name=f"chart_{stride}", actor=OPERATOR
         )
         ids = [
             (await candidates.create_candidate(session, model=model, actor=OPERATOR)).id
@@ -110,7 +115,7 @@ async def _seed_chart(database: Database, project: Project, steps: int) -> list[
                     session,
                     candidate=found[candidate_id],
                     metrics=[
-                        MetricPoint("loss", 1 / (step + 1), timestamp=step, step=step)
+                        MetricPoint("loss", 1 / (step + 1), timestamp=step, step=step * stride)
                         for step in range(first, min(steps, first + batch))
                     ],
                     actor=OPERATOR,
@@ -121,19 +126,24 @@ async def _seed_chart(database: Database, project: Project, steps: int) -> list[
 async def _timed(
     api: GraphQLApi, requests: dict[str, tuple[str, dict[str, Any]]], repeat: int
 ) -> dict[str, str]:
-    """The median and slowest of each request in ms; the requests take turns, so a
-    neighbour's load on the machine falls on all of them alike."""
-    samples: dict[str, list[float]] = {label: [] for label in requests}
+    """The median and slowest of each request in ms, and the median CPU time this
+    process spent on it (all of the server's work on SQLite, whose queries run in this
+    process; a figure a busy machine inflates less than the elapsed time). The requests
+    take turns, so a neighbour's load on the machine falls on all of them alike."""
+    elapsed: dict[str, list[float]] = {label: [] for label in requests}
+    cpu: dict[str, list[float]] = {label: [] for label in requests}
     for document, variables in requests.values():
         await api.data(document, variables)
     for _ in range(repeat):
         for label, (document, variables) in requests.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             await api.data(document, variables)
-            samples[label].append((time.perf_counter() - start) * 1000)
+            elapsed[label].append((time.perf_counter() - start) * 1000)
+            cpu[label].append((time.process_time() - start_cpu) * 1000)
     return {
-        label: f"median {statistics.median(found):7.1f} ms, slowest {max(found):7.1f} ms"
-        for label, found in samples.items()
+        label: f"median {statistics.median(found):7.1f} ms, slowest {max(found):7.1f} ms, "
+        f"cpu {statistics.median(cpu[label]):7.1f} ms"
+        for label, found in elapsed.items()
     }
 
 
@@ -151,30 +161,34 @@ async def _measure(database_url: str, workdir: Path, options: argparse.Namespace
         print(f"seeded {options.small:,} + {options.large:,} candidates", end=" ")
         print(f"in {time.perf_counter() - start:.1f} s")
         start = time.perf_counter()
-        chart_ids = await _seed_chart(database, project, options.steps)
-        print(f"seeded 2 x {options.steps:,} steps in {time.perf_counter() - start:.1f} s")
+        charts = {
+            kind: await _seed_chart(database, project, options.steps, stride=stride)
+            for kind, stride in (("dense", 1), ("sparse", 2))
+        }
+        print(f"seeded 2 x 2 x {options.steps:,} points in {time.perf_counter() - start:.1f} s")
         async with serving(app_settings(workdir, database_url)) as client:
             api = GraphQLApi(client=client, database=database, admin_token=token)
-            await _report(api, chart_ids, options)
+            await _report(api, charts, options)
     finally:
         await database.dispose()
 
 
-async def _report(api: GraphQLApi, chart_ids: list[str], options: argparse.Namespace) -> None:
+async def _report(
+    api: GraphQLApi, charts: dict[str, list[str]], options: argparse.Namespace
+) -> None:
     requests: dict[str, tuple[str, dict[str, Any]]] = {}
     for name, count in (("keys_small", options.small), ("keys_large", options.large)):
         variables: dict[str, Any] = {"path": PROJECT, "name": name}
         keys = (await api.data(KEYS, variables))["project"]["model"]["candidateKeys"]
         assert keys["params"] == ["batch_size", "lr", "optimizer"], keys
         requests[f"candidateKeys @ {count:>7,} candidates"] = (KEYS, variables)
-    variables = {"ids": chart_ids, "points": options.points}
-    series = (await api.data(CHART, variables))["nodes"]
-    sizes = [len(node["metricHistories"][0]["steps"]) for node in series]
-    assert sizes == [min(options.points, options.steps)] * 2, sizes
-    requests[f"chart 2 x {options.steps:,} steps -> {options.points:,} points"] = (
-        CHART,
-        variables,
-    )
+    for kind, chart_ids in charts.items():
+        variables = {"ids": chart_ids, "points": options.points}
+        series = (await api.data(CHART, variables))["nodes"]
+        sizes = [len(node["metricHistories"][0]["steps"]) for node in series]
+        assert sizes == [min(options.points, options.steps)] * 2, sizes
+        label = f"chart 2 x {options.steps:,} {kind} steps -> {options.points:,} points"
+        requests[label] = (CHART, variables)
     for label, figure in (await _timed(api, requests, options.repeat)).items():
         print(f"{label}: {figure}")
 

@@ -17,6 +17,7 @@ const root = import.meta.dirname;
 
 const entries: Record<string, string> = {
   graphiql: "src/graphiql/main.tsx",
+  ui: "src/ui/main.tsx",
 };
 
 function sourceFiles(directory: string): string[] {

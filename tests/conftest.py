@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,22 +128,32 @@ async def copy_postgres_template(postgres_url: str) -> str:
     return make_url(postgres_url).set(database=name).render_as_string(False)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-async def server(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    sqlite_template: Path,
-    postgres_url: str,
-    postgres_template: str,
-) -> AsyncIterator[LiveServer]:
-    """A `modelreg serve` process on a fresh database, for the tests of one module."""
-    workdir = tmp_path_factory.mktemp("server")
-    if request.param == "sqlite":
-        database_url = copy_sqlite(sqlite_template, workdir)
-    else:
-        database_url = await copy_postgres_template(postgres_url)
-    with live_server(workdir, database_url) as running:
-        yield running
+def module_server(**settings: str) -> Callable[..., AsyncIterator[LiveServer]]:
+    """A module-scoped fixture: a `modelreg serve` process on a fresh database of each
+    backend, with `settings` (MODELREG_* names in lower case), for the tests of one
+    module. A module that needs its own settings names it `server`:
+    ``server = module_server(secret_key="...")``."""
+
+    @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+    async def server(
+        request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory,
+        sqlite_template: Path,
+        postgres_url: str,
+        postgres_template: str,
+    ) -> AsyncIterator[LiveServer]:
+        workdir = tmp_path_factory.mktemp("server")
+        if request.param == "sqlite":
+            database_url = copy_sqlite(sqlite_template, workdir)
+        else:
+            database_url = await copy_postgres_template(postgres_url)
+        with live_server(workdir, database_url, **settings) as running:
+            yield running
+
+    return server
+
+
+server = module_server()
 
 
 @pytest.fixture

@@ -44,6 +44,8 @@ from app.graphql.schema import schema
 from app.graphql.subscriptions import (
     MAX_SUBSCRIPTIONS_PER_CONNECTION,
     ConnectionContext,
+    SubscriptionConnections,
+    SubscriptionSocket,
     authenticate_connection,
 )
 from app.http_auth import SESSION_COOKIE, WWW_AUTHENTICATE, actor_from_request
@@ -74,16 +76,20 @@ def unavailable_response() -> JSONResponse:
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
+    websocket_adapter_class = SubscriptionSocket
+
     def __init__(self) -> None:
         super().__init__(
             schema,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
+        self.subscription_connections = SubscriptionConnections()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
+            async with self.subscription_connections.held(scope):
+                await super().__call__(scope, receive, send)
             return
         try:
             response = await self._respond(Request(scope, receive))
@@ -136,7 +142,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         return origin in allowed and SESSION_COOKIE not in request.cookies
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        await authenticate_connection(context)
+        await authenticate_connection(context, self.subscription_connections)
         return await super().on_ws_connect(context)
 
     async def get_context(self, request: Request | Any, response: Response | Any) -> Context:

@@ -17,7 +17,9 @@ condition fixes the fields it selects, its depth adds to the depth of the spread
 nodes scale with the pages around the spread (a connection costs its page size times
 those pages, so every node count is linear in them: `pages * cost at one page`).
 
-Every refusal is one error with ``extensions.code`` QUERY_TOO_COMPLEX.
+Every refusal is one error with ``extensions.code`` QUERY_TOO_COMPLEX. Before the cost,
+a string written into the document that no column can hold (a NUL character, a lone
+surrogate) is refused as VALIDATION_ERROR, as the request's JSON is for variables.
 """
 
 from __future__ import annotations
@@ -37,11 +39,16 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
+    Visitor,
     get_named_type,
     value_from_ast_untyped,
+    visit,
 )
+from graphql.language.visitor import BREAK
 from strawberry.extensions import SchemaExtension
 
+from app import http_bodies
 from app.graphql.connections import DEFAULT_PAGE_SIZE
 
 MAX_TOKENS = 2000
@@ -200,6 +207,13 @@ class QueryLimits(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and not context.pre_execution_errors:
+            unstorable = _unstorable_literal(document)
+            if unstorable is not None:
+                context.pre_execution_errors = [
+                    GraphQLError(unstorable, extensions={"code": "VALIDATION_ERROR"})
+                ]
+                yield
+                return
             cost = document_cost(context.schema._schema, document, context.variables or {})
             refusal = cost.refusal()
             if refusal is not None:
@@ -207,3 +221,21 @@ class QueryLimits(SchemaExtension):
                     GraphQLError(refusal, extensions={"code": TOO_COMPLEX})
                 ]
         yield
+
+
+def _unstorable_literal(document: DocumentNode) -> str | None:
+    """A string written into the document that no column can hold (variables are checked
+    with the request's JSON), said in one sentence; None when there is none."""
+
+    class Strings(Visitor):
+        problem: str | None = None
+
+        def enter_string_value(self, node: StringValueNode, *_: object) -> object:
+            self.problem = self.problem or http_bodies.unstorable_text(node.value)
+            return BREAK if self.problem else None
+
+    strings = Strings()
+    visit(document, strings)
+    if strings.problem is None:
+        return None
+    return f"A string in the document contains {strings.problem}, which no value may hold"

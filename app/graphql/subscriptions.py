@@ -10,6 +10,10 @@
 
 A subscriber must be able to read the object when it subscribes, the rule of `node(id)`:
 a missing and an unreadable object alike end the subscription with a NOT_FOUND error.
+Access is checked again before each update is sent: credentials that no longer hold (a
+revoked or expired token, a signed-out session, a blocked user) end the subscription
+with an UNAUTHENTICATED error, and an object the caller may no longer read (removed from
+the project, the project made private) with NOT_FOUND.
 Updates are delivered at least once: one committed while the subscription starts may
 come both in the first message and as an update. A client that reads too slowly
 (`app.events.QUEUE_LIMIT` messages behind) gets an error and subscribes again.
@@ -19,19 +23,27 @@ Who the connection is: a token in the `connection_init` payload, as
 own credentials (an Authorization header, or the `modelreg_session` cookie of a browser),
 else anonymous. Invalid credentials close the connection (4403). A page of another origin
 never subscribes with the cookie (see `GraphQLEndpoint.is_websocket_origin_allowed`).
+
+An API process holds at most MODELREG_SUBSCRIPTION_CONNECTIONS open connections, and at
+most MODELREG_SUBSCRIPTION_CONNECTIONS_PER_CALLER for one caller (a user, whichever
+token or session it uses; an anonymous client by its address): a connection beyond
+either is closed with 4429 once its `connection_init` told who it is.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from starlette.types import Scope
 from strawberry import relay
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult, StreamExecutionResult
@@ -78,16 +90,90 @@ class ConnectionContext(Context):
             self.actor = await actor_from_request(self.request, self.database)
         self.loaders = Loaders(self.database, self.actor)
 
+    async def sign_in_again(self) -> None:
+        """Authenticate the connection with its credentials as they stand now: an
+        UnauthenticatedError once they no longer hold, a session signed out included."""
+        signed_in = self.actor is not None
+        await self.sign_in()
+        if signed_in and self.actor is None:
+            raise UnauthenticatedError("the session has ended; sign in again")
 
-async def authenticate_connection(context: Context) -> None:
+
+# The close code and reason of a connection refused for being one too many.
+TOO_MANY_CONNECTIONS = (4429, "Too many subscription connections")
+# Where a connection's websocket scope keeps what `SubscriptionConnections` knows of it.
+_CALLER_KEY = "subscription_caller"
+_REFUSAL_KEY = "subscription_refusal"
+
+
+class SubscriptionConnections:
+    """The subscription connections this process holds open, counted by caller."""
+
+    def __init__(self) -> None:
+        self._by_caller: collections.Counter[str] = collections.Counter()
+
+    @property
+    def open(self) -> int:
+        return self._by_caller.total()
+
+    def admit(self, scope: Scope, caller: str, *, in_all: int, per_caller: int) -> bool:
+        """Count the connection of `scope` as the caller's, while both limits allow it."""
+        if self.open >= in_all or self._by_caller[caller] >= per_caller:
+            scope[_REFUSAL_KEY] = TOO_MANY_CONNECTIONS
+            return False
+        self._by_caller[caller] += 1
+        scope[_CALLER_KEY] = caller
+        return True
+
+    @contextlib.asynccontextmanager
+    async def held(self, scope: Scope) -> AsyncIterator[None]:
+        """Serve the connection of `scope`; it stops counting once the block ends."""
+        try:
+            yield
+        finally:
+            caller = scope.pop(_CALLER_KEY, None)
+            if caller is not None:
+                self._by_caller[caller] -= 1
+                if self._by_caller[caller] <= 0:
+                    del self._by_caller[caller]
+
+
+class SubscriptionSocket(ASGIWebSocketAdapter):
+    """Strawberry's websocket, which closes a connection that `authenticate_connection`
+    refused for being one too many with 4429 (Strawberry knows one refusal: 4403)."""
+
+    async def close(self, code: int, reason: str) -> None:
+        refusal = self.ws.scope.pop(_REFUSAL_KEY, None)
+        if refusal is not None:
+            code, reason = refusal
+        await super().close(code=code, reason=reason)
+
+
+def _caller(context: ConnectionContext) -> str:
+    """Whom a connection counts against: its user, else its client's address."""
+    if context.actor is not None and context.actor.user_id is not None:
+        return f"user:{context.actor.user_id}"
+    client = context.request.client
+    return f"address:{client.host if client is not None else ''}"
+
+
+async def authenticate_connection(context: Context, connections: SubscriptionConnections) -> None:
     """What the endpoint's `on_ws_connect` runs: refuses a connection whose credentials
-    are not valid."""
+    are not valid (4403), or that is one too many for its caller or the process (4429)."""
     if not isinstance(context, ConnectionContext):
         raise ConnectionRejectionError()
     try:
         await context.sign_in()
     except DomainError:
         raise ConnectionRejectionError() from None
+    settings = get_runtime(context.request).settings
+    if not connections.admit(
+        context.request.scope,
+        _caller(context),
+        in_all=settings.subscription_connections,
+        per_caller=settings.subscription_connections_per_caller,
+    ):
+        raise ConnectionRejectionError()
 
 
 def _token(params: dict[str, Any]) -> str | None:
@@ -138,6 +224,18 @@ async def _readable(info: Info, node_type: type[Job] | type[Candidate], id: rela
     return number
 
 
+async def _still_readable(
+    info: Info, node_type: type[Job] | type[Candidate], id: relay.GlobalID
+) -> None:
+    """Before an update goes out: the connection's credentials still hold
+    (UnauthenticatedError otherwise) and its caller may still read the object
+    (NotFoundError otherwise)."""
+    context = info.context
+    if isinstance(context, ConnectionContext):
+        await context.sign_in_again()
+    await _readable(info, node_type, id)
+
+
 def _hub(info: Info) -> EventHub:
     return get_runtime(info.context.request).events
 
@@ -162,7 +260,9 @@ async def job_updated(info: Info, id: relay.GlobalID) -> AsyncGenerator[Job, Non
                 row = await jobs.get_job(session, job_id=job_id)
             yield Job.from_row(row)
             while row.status not in FINAL_JOB_STATUSES:
-                row = jobs.job_from_message(await anext(updates))
+                message = await anext(updates)
+                await _still_readable(info, Job, id)
+                row = jobs.job_from_message(message)
                 yield Job.from_row(row)
 
 
@@ -177,6 +277,7 @@ async def candidate_updated(
                 current = await candidates.current_change(session, candidate=row)
             yield CandidateUpdate.of(candidate_id, current)
             async for message in updates:
+                await _still_readable(info, Candidate, id)
                 yield CandidateUpdate.of(candidate_id, CandidateChange.from_message(message))
 
 

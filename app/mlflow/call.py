@@ -1,5 +1,10 @@
-"""One MLflow API call: the caller, the project of the tracking URI, and typed access to
-the request's parameters (query string for GET, JSON body otherwise).
+"""One MLflow API call: the caller, the project it addresses, and typed access to the
+request's parameters (query string for GET, JSON body otherwise).
+
+The project is MLflow's workspace: the tracking URI's ``/projects/<project>/mlflow`` prefix
+or the ``X-MLFLOW-WORKSPACE`` header (what ``mlflow.set_workspace`` sends) names it, and
+with neither it is ``default``, MLflow's default workspace. A prefix and a header naming
+different projects is INVALID_PARAMETER_VALUE; a blank header is no header, as in MLflow.
 
 A body is read as `app.http_bodies` reads every body: declared ``application/json`` (a POST
 always), within the endpoint's size limit and the read deadline, nested at most 64 levels,
@@ -27,6 +32,9 @@ from app.services import projects, validation
 from app.services.actor import Actor
 from app.services.policy import Operation
 from app.services.projects import DEFAULT_PROJECT_PATH
+
+# The header MLflow's client sends the active workspace in (`mlflow.set_workspace`).
+WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
 
 # A handler reads its call and returns MLflow's response body.
 Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
@@ -74,10 +82,19 @@ class Call:
 
     @property
     def project_path(self) -> str:
-        return str(self.request.path_params.get("project", DEFAULT_PROJECT_PATH))
+        """The path of the project the call addresses (see the module's docstring)."""
+        prefixed = self.request.path_params.get("project")
+        workspace = self.request.headers.get(WORKSPACE_HEADER, "").strip()
+        if prefixed is not None and workspace and workspace != prefixed:
+            raise InvalidValueError(
+                f"The tracking URI names project '{prefixed}' but the {WORKSPACE_HEADER} "
+                f"header names workspace '{workspace}': a workspace is a project, name it once",
+                field="workspace",
+            )
+        return str(prefixed or workspace or DEFAULT_PROJECT_PATH)
 
     async def project(self, session: AsyncSession, operation: Operation) -> Project:
-        """The project of the tracking URI, if the caller may do `operation` there: READ
+        """The project the call addresses, if the caller may do `operation` there: READ
         to find what the call names (the service called next checks its own change), or
         UPLOAD before an artifact's body streams."""
         return await projects.find_project(

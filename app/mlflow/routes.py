@@ -1,6 +1,7 @@
-"""The MLflow REST surface: MLflow's paths under the root (the `default` project) and
-under /projects/<project>/mlflow, each under /api and /ajax-api, answering in MLflow's
-JSON and error conventions.
+"""The MLflow REST surface: MLflow's paths under the root (the `default` project, or the
+project MLflow's workspace header names: `app.mlflow.call`) and under
+/projects/<project>/mlflow, each under /api and /ajax-api, answering in MLflow's JSON and
+error conventions. MLflow's workspaces API manages the projects (`app.mlflow.workspaces`).
 
 JSON bodies are at most 1 MiB (MLflow documents 1 MB), 4 MiB for the batch endpoints
 (log-batch, log-inputs), whose largest valid batch is ~1.9 MB of text. Refused bodies answer
@@ -23,14 +24,26 @@ import app
 from app import database_outage, errors, http_bodies
 from app.http_auth import WWW_AUTHENTICATE, actor_from_request
 from app.http_bodies import BATCH_BODY_LIMIT, JSON_BODY_LIMIT
-from app.mlflow import artifacts, experiments, logged_models, registry, runs
+from app.mlflow import (
+    artifacts,
+    experiments,
+    logged_models,
+    registry,
+    runs,
+    webhooks,
+    workspaces,
+)
 from app.mlflow.call import Call, Endpoint, Handler
 from app.runtime import get_runtime
+from app.services.projects import ProjectNotEmptyError
 
 logger = logging.getLogger(__name__)
 
 # MLflow's error codes and the HTTP statuses its client expects with them.
 ERROR_CODES: dict[type[errors.DomainError], tuple[str, int]] = {
+    # Before InvalidValueError, which it refines. MLflow answers 500; a refusal is no fault.
+    ProjectNotEmptyError: ("INVALID_STATE", 409),
+    workspaces.UnsupportedModeError: ("NOT_IMPLEMENTED", 501),
     errors.NotFoundError: ("RESOURCE_DOES_NOT_EXIST", 404),
     errors.AlreadyExistsError: ("RESOURCE_ALREADY_EXISTS", 400),
     errors.InvalidValueError: ("INVALID_PARAMETER_VALUE", 400),
@@ -53,6 +66,7 @@ ENDPOINTS: list[Endpoint] = [
     *registry.ENDPOINTS,
     *artifacts.ENDPOINTS,
     *logged_models.ENDPOINTS,
+    *webhooks.ENDPOINTS,
 ]
 
 
@@ -78,7 +92,9 @@ class MlflowJSONResponse(JSONResponse):
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def endpoint(handler: Handler, *, body_limit: int) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(
+    handler: Handler, *, body_limit: int, status: int = 200
+) -> Callable[[Request], Awaitable[Response]]:
     async def respond(request: Request) -> Response:
         database = get_runtime(request).database
         try:
@@ -86,7 +102,10 @@ def endpoint(handler: Handler, *, body_limit: int) -> Callable[[Request], Awaita
             params = await Call.read_params(request, body_limit=body_limit)
             actor = await actor_from_request(request, database)
             call = Call(request=request, database=database, actor=actor, params=params)
-            return MlflowJSONResponse(await handler(call))
+            body = await handler(call)
+            if status == 204:
+                return Response(status_code=204)
+            return MlflowJSONResponse(body, status)
         except errors.DomainError as error:
             return domain_error_response(error)
 
@@ -122,7 +141,8 @@ async def server_info(request: Request) -> Response:
     return JSONResponse(
         {
             "store_type": "SqlStore",
-            "workspaces_enabled": False,
+            # Workspaces are projects (`app.mlflow.workspaces`).
+            "workspaces_enabled": True,
             "trace_archival_enabled": False,
             "multipart_uploads_enabled": False,
             "multipart_downloads_enabled": False,
@@ -152,6 +172,15 @@ def _surface_routes() -> list[BaseRoute]:
     ]
     routes += [
         Route(f"{prefix}/3.0/mlflow/server-info", server_info, methods=["GET"])
+        for prefix in ("/api", "/ajax-api")
+    ]
+    routes += [
+        Route(
+            f"{prefix}/3.0/mlflow{path}",
+            endpoint(handler, body_limit=JSON_BODY_LIMIT, status=status),
+            methods=[method],
+        )
+        for method, path, handler, status in workspaces.ENDPOINTS
         for prefix in ("/api", "/ajax-api")
     ]
     routes += [

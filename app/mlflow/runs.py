@@ -117,7 +117,17 @@ async def create(call: Call) -> dict[str, Any]:
             metadata=dict(tags),
             actor=call.actor,
         )
-        [run] = await render(session, [candidate])
+    # Rendered from what was just written: a new run has its tags and nothing else yet.
+    run = protocol.run(
+        candidate,
+        model_iid=model.iid,
+        username=call.actor.username if call.actor else None,
+        params={},
+        tags={**dict(tags), RUN_NAME_TAG: candidate.name or ""},
+        metrics=[],
+        inputs={"dataset_inputs": [], "model_inputs": []},
+        outputs={"model_outputs": []},
+    )
     return {"run": run}
 
 

@@ -29,6 +29,7 @@ from app.models.project import Membership, Project
 from app.models.session import BrowserSession
 from app.models.user import AccessToken, User
 from app.models.version import ModelVersion, ModelVersionMetadata
+from app.models.webhook import DeliveryStatus, Webhook, WebhookDelivery, WebhookStatus
 
 __all__ = [
     "AccessToken",
@@ -41,6 +42,7 @@ __all__ = [
     "CandidateMetric",
     "CandidateParam",
     "CandidateStatus",
+    "DeliveryStatus",
     "Job",
     "JobStatus",
     "LifecycleState",
@@ -62,4 +64,7 @@ __all__ = [
     "VersionStage",
     "VersionStatus",
     "Visibility",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookStatus",
 ]

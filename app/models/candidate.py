@@ -64,6 +64,16 @@ class CandidateMetadata(Base):
     """Key/value metadata of a candidate (MLflow run tags)."""
 
     __tablename__ = "candidate_metadata"
+    __table_args__ = (
+        # A run's children, by their `mlflow.parentRunId` tag: the first 32 characters
+        # hold a run id, and keep a long value within PostgreSQL's index entry size.
+        sa.Index(
+            "ix_candidate_metadata_parent_run",
+            sa.text("substr(value, 1, 32)"),
+            postgresql_where=sa.text("name = 'mlflow.parentRunId'"),
+            sqlite_where=sa.text("name = 'mlflow.parentRunId'"),
+        ),
+    )
 
     candidate_id: Mapped[int] = mapped_column(
         sa.ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
@@ -116,7 +126,10 @@ class CandidateMetric(Base):
 
 class CandidateLatestMetric(Base):
     """The latest value of each metric of a candidate: the highest (step, timestamp,
-    value). Carries model_id so candidates of a model filter and sort by an index."""
+    value). Carries model_id so candidates of a model filter and sort by an index. Also
+    sums up the history's steps for charts: the lowest (`first_step`, None where unknown),
+    and whether each step from it to `step` holds exactly one point (`dense_steps`: a
+    chart then reads its cut by step instead of numbering every point)."""
 
     __tablename__ = "candidate_latest_metrics"
     __table_args__ = (
@@ -132,6 +145,8 @@ class CandidateLatestMetric(Base):
     is_nan: Mapped[bool] = mapped_column(default=False)
     step: Mapped[int] = mapped_column(sa.BigInteger)
     timestamp: Mapped[int] = mapped_column(sa.BigInteger)
+    first_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+    dense_steps: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 class CandidateInput(Base):

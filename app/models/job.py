@@ -28,6 +28,10 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(sa.Integer, default=5)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # A credential the job needs (a source's token), encrypted with the server key
+    # (`webhooks.encrypt_secret`); never in the payload its subscribers are told, and
+    # cleared when the job ends.
+    encrypted_secret: Mapped[str | None] = mapped_column(sa.Text)
     run_after: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set once the job reached the queue (Redis); the sweep re-pushes rows without it.
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Identifier, UTCDateTime, utcnow
-from app.models.enums import Role, RoleType, Visibility, string_enum
+from app.models.enums import LifecycleState, Role, RoleType, Visibility, string_enum
 
 
 class Project(Base):
@@ -25,6 +25,10 @@ class Project(Base):
     # serializes concurrent creations in one project.
     last_model_iid: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     last_candidate_iid: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # ACTIVE, or PENDING_DESTRUCTION while a `delete_project` job removes it (never DELETED).
+    state: Mapped[LifecycleState] = mapped_column(
+        string_enum(LifecycleState), default=LifecycleState.ACTIVE, server_default="active"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

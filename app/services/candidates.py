@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -21,7 +22,7 @@ from sqlalchemy.orm import aliased
 
 from app import events
 from app.db import insert_with_conflicts, rows_by_id, utcnow
-from app.errors import InvalidValueError, NotFoundError
+from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
     CandidateInput,
@@ -39,7 +40,16 @@ from app.search import grammar
 from app.search.paging import Page
 from app.search.runs import compile_run_filter, fetch_runs, run_condition
 from app.search.sql import CodepointOrder
-from app.services import audit, candidate_keys, jobs, key_values, keyset, policy, validation
+from app.services import (
+    audit,
+    candidate_keys,
+    jobs,
+    key_values,
+    keyset,
+    policy,
+    validation,
+    webhooks,
+)
 from app.services.actor import Actor
 from app.services.keyset import KeysetPage, Sort, SortKey, Window
 from app.services.policy import Operation
@@ -59,6 +69,9 @@ MAX_CHART_SERIES = 20
 MAX_CHART_VALUES = 1_000_000  # what the charts of one request may hold at most
 
 VISIBLE_STATES = (LifecycleState.ACTIVE, LifecycleState.DELETED)
+# The run ids a candidate may keep when it moves in from another server (MLflow's are
+# 32 hexadecimal digits).
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -142,10 +155,13 @@ async def create_candidate(
     status: CandidateStatus = CandidateStatus.RUNNING,
     start_time: int | None = None,
     metadata: Mapping[str, str] | None = None,
+    eid: str | None = None,
     actor: Actor | None,
 ) -> Candidate:
     """Start a candidate of a model (MLflow's create-run), once `actor` may (`LOG_RUN`);
-    unnamed, it is `candidate-<iid>`."""
+    unnamed, it is `candidate-<iid>`. Its external id (the MLflow run id) is new, or
+    `eid` when a run moves in from elsewhere and keeps its id (AlreadyExistsError if a
+    candidate holds it)."""
     project = await session.get_one(Project, model.project_id)
     await policy.authorize(session, actor, project, Operation.LOG_RUN)
     if model.state is not LifecycleState.ACTIVE:
@@ -157,12 +173,14 @@ async def create_candidate(
         raise InvalidValueError(
             f"Candidate name is longer than {validation.MAX_KEY_LENGTH} characters", field="name"
         )
+    if eid is not None:
+        await _check_free_eid(session, eid)
     iid = await next_iid(session, project, "candidate")
     candidate = Candidate(
         project_id=model.project_id,
         model_id=model.id,
         iid=iid,
-        eid=uuid.uuid4().hex,
+        eid=uuid.uuid4().hex if eid is None else eid,
         name=name or f"candidate-{iid}",
         status=status,
         start_time=now_ms() if start_time is None else start_time,
@@ -174,6 +192,15 @@ async def create_candidate(
     if metadata:
         await _log_batch(session, candidate=candidate, tags=metadata)
     return candidate
+
+
+async def _check_free_eid(session: AsyncSession, eid: str) -> None:
+    if not RUN_ID_PATTERN.fullmatch(eid):
+        raise InvalidValueError(
+            f"Run id '{eid}' is not 1 to 32 letters, digits, '_' or '-'", field="run_id"
+        )
+    if await session.scalar(sa.select(Candidate.id).where(Candidate.eid == eid)) is not None:
+        raise AlreadyExistsError(f"A run with id '{eid}' already exists", field="run_id")
 
 
 async def get_candidate(
@@ -193,9 +220,15 @@ async def get_candidate(
     else:
         raise InvalidValueError("a candidate is looked up by eid or iid")
     states = VISIBLE_STATES if include_deleted else (LifecycleState.ACTIVE,)
-    candidate = await session.scalar(query.where(Candidate.state.in_(states)))
-    if candidate is None:
+    # Whether a webhook watches metric thresholds comes with the row: logging a metric,
+    # the usual next step, then reads nothing more for webhooks when none does.
+    found = (
+        await session.execute(webhooks.with_crossing_hook(query.where(Candidate.state.in_(states))))
+    ).first()
+    if found is None:
         raise NotFoundError(f"Candidate '{eid if eid is not None else iid}' does not exist")
+    candidate: Candidate = found[0]
+    webhooks.note_crossing_hooks(session, candidate.project_id, found[1] is not None)
     return candidate
 
 
@@ -239,6 +272,7 @@ async def update_candidate(
                 field="name",
             )
         candidate.name = name
+    await webhooks.emit(session, *webhooks.candidate_ended(candidate, status, end_time))
     if status is not None:
         candidate.status = status
     if end_time is not None:
@@ -372,6 +406,7 @@ async def _log_batch(
     new_params = _validated_params(param_pairs, truncate=truncate_long_params)
     new_tags = validation.metadata(dict(tag_pairs))
     await _write_params(session, candidate, new_params)
+    await webhooks.emit_metric_crossings(session, candidate, metrics)
     await _write_metrics(session, candidate, metrics)
     await key_values.replace(session, CandidateMetadata, owner_id=candidate.id, items=new_tags)
     await candidate_keys.record(
@@ -508,6 +543,9 @@ async def _write_metrics(
         current = latest.get(point.name)
         if current is None or _is_later(point, current):
             latest[point.name] = point
+    steps: dict[str, list[int]] = {}
+    for name, step, *_ in unique_points:
+        steps.setdefault(name, []).append(step)
     statement = insert_with_conflicts(session, CandidateLatestMetric)
     table = CandidateLatestMetric.__table__.c
     excluded = statement.excluded
@@ -519,12 +557,25 @@ async def _write_metrics(
         statement.on_conflict_do_update(
             index_elements=["candidate_id", "name"],
             set_={
-                "value": excluded.value,
-                "is_nan": excluded.is_nan,
-                "step": excluded.step,
-                "timestamp": excluded.timestamp,
+                **{
+                    column: sa.case((is_later, excluded[column]), else_=table[column])
+                    for column in ("value", "is_nan", "step", "timestamp")
+                },
+                "first_step": sa.case(
+                    (excluded.first_step < table.first_step, excluded.first_step),
+                    else_=table.first_step,
+                ),
+                # Still dense only when this batch is, and starts right after the last step.
+                # (CASE keeps `first_step - 1` from being computed at the lowest step.)
+                "dense_steps": sa.and_(
+                    table.dense_steps,
+                    excluded.dense_steps,
+                    sa.case(
+                        (excluded.first_step > table.step, excluded.first_step - 1 == table.step),
+                        else_=sa.false(),
+                    ),
+                ),
             },
-            where=is_later,
         ),
         [
             {
@@ -535,10 +586,17 @@ async def _write_metrics(
                 "is_nan": math.isnan(point.value),
                 "step": point.step,
                 "timestamp": point.timestamp,
+                "first_step": min(steps[point.name]),
+                "dense_steps": _are_dense(steps[point.name]),
             }
             for point in latest.values()
         ],
     )
+
+
+def _are_dense(steps: list[int]) -> bool:
+    """Whether `steps` hold each step from the lowest to the highest exactly once."""
+    return len(set(steps)) == len(steps) == max(steps) - min(steps) + 1
 
 
 def _is_later(point: MetricPoint, current: MetricPoint) -> bool:
@@ -715,15 +773,83 @@ async def sample_histories(
     """The histories of `names` for each candidate, by (candidate id, name), each cut down
     as MLflow's get-history-bulk-interval cuts one (see `sample_metric_history`), from
     `min_step` and up to `max_step` where given, in one statement whatever the number of
-    candidates and names. A candidate that never logged a name gets an empty list."""
+    candidates and names. A candidate that never logged a name gets an empty list.
+
+    Two ways to the same points, chosen per series from its latest-value row. A series
+    whose steps are dense (each step from its first to its last holds one point, as a
+    training loop logs them) has its n-th point in range at step `low + n`: the kept
+    positions are computed, and only those rows are read, by index seeks, whatever the
+    length of the series. Any other series is numbered in (step, timestamp, value) order
+    and cut by position, which reads every point in range."""
     points: dict[tuple[int, str], list[MetricPoint]] = {
         (candidate_id, name): [] for candidate_id in candidate_ids for name in names
     }
     if not points:
         return points
+    summary = CandidateLatestMetric
+    asked = (summary.candidate_id.in_(list(candidate_ids)), summary.name.in_(list(names)))
+    low: sa.SQLColumnExpression[int | None] = summary.first_step
+    high: sa.SQLColumnExpression[int | None] = summary.step
+    if min_step is not None:
+        low = sa.case((summary.first_step < min_step, min_step), else_=summary.first_step)
+    if max_step is not None:
+        high = sa.case((summary.step > max_step, max_step), else_=summary.step)
+    by_step = (
+        sa.select(
+            summary.candidate_id,
+            summary.name,
+            low.label("low"),
+            (high - low + 1).label("count"),
+        )
+        .where(*asked, summary.dense_steps, high >= low)
+        .cte("by_step")
+    )
+    # The indexes 0 .. max_points - 1 of the kept points.
+    picks = sa.select(sa.literal(0, sa.BigInteger).label("pick")).cte("picks", recursive=True)
+    picks = picks.union_all(sa.select(picks.c.pick + 1).where(picks.c.pick < max_points - 1))
+    position = _kept_position(picks.c.pick, by_step.c.count, max_points)
+    # The kept steps first, then each row by its step: the database seeks them one by one.
+    kept_steps = (
+        sa.select(
+            by_step.c.candidate_id,
+            by_step.c.name,
+            (by_step.c.low + position).label("step"),
+            position.label("position"),
+        )
+        .join(picks, picks.c.pick < by_step.c.count)
+        .cte("kept_steps")
+        .prefix_with("MATERIALIZED")
+    )
+    read_by_step = sa.select(
+        CandidateMetric.candidate_id,
+        CandidateMetric.name,
+        CandidateMetric.value,
+        CandidateMetric.is_nan,
+        CandidateMetric.step,
+        CandidateMetric.timestamp,
+        kept_steps.c.position,
+    ).join(
+        kept_steps,
+        sa.and_(
+            CandidateMetric.candidate_id == kept_steps.c.candidate_id,
+            CandidateMetric.name == kept_steps.c.name,
+            CandidateMetric.step == kept_steps.c.step,
+        ),
+    )
+    by_numbering = (
+        sa.select(summary.candidate_id, summary.name)
+        .where(*asked, sa.not_(summary.dense_steps))
+        .cte("by_numbering")
+        .prefix_with("MATERIALIZED")
+    )
     in_range: list[sa.ColumnElement[bool]] = [
-        CandidateMetric.candidate_id.in_(list(candidate_ids)),
-        CandidateMetric.name.in_(list(names)),
+        # Each column apart lets the database seek the index (as for a list of values);
+        # the pair drops a dense series that the two lists together would name.
+        CandidateMetric.candidate_id.in_(sa.select(by_numbering.c.candidate_id)),
+        CandidateMetric.name.in_(sa.select(by_numbering.c.name)),
+        sa.tuple_(CandidateMetric.candidate_id, CandidateMetric.name).in_(
+            sa.select(by_numbering.c.candidate_id, by_numbering.c.name)
+        ),
     ]
     if min_step is not None:
         in_range.append(CandidateMetric.step >= min_step)
@@ -761,7 +887,7 @@ async def sample_histories(
         .where(*in_range)
         .subquery()
     )
-    rows = await session.execute(
+    read_by_numbering = (
         sa.select(
             numbered.c.candidate_id,
             numbered.c.name,
@@ -769,6 +895,7 @@ async def sample_histories(
             numbered.c.is_nan,
             numbered.c.step,
             numbered.c.timestamp,
+            numbered.c.position,
         )
         .join(
             counts,
@@ -778,7 +905,17 @@ async def sample_histories(
             ),
         )
         .where(_evenly_spaced(numbered.c.position, counts.c.count, max_points))
-        .order_by(numbered.c.candidate_id, numbered.c.name, numbered.c.position)
+    )
+    kept = sa.union_all(read_by_step, read_by_numbering).subquery()
+    rows = await session.execute(
+        sa.select(
+            kept.c.candidate_id,
+            kept.c.name,
+            kept.c.value,
+            kept.c.is_nan,
+            kept.c.step,
+            kept.c.timestamp,
+        ).order_by(kept.c.candidate_id, kept.c.name, kept.c.position)
     )
     for candidate_id, name, value, is_nan, step, timestamp in rows:
         points[candidate_id, name].append(_point(value, is_nan, name, step, timestamp))
@@ -856,6 +993,21 @@ async def chart_series(
         for candidate_id in candidate_ids:
             found[candidate_id, request] = [sampled[candidate_id, n] for n in request.names]
     return found
+
+
+def _kept_position(
+    pick: sa.ColumnElement[int], count: sa.ColumnElement[int], wanted: int
+) -> sa.ColumnElement[int]:
+    """The position (from 0) of the `pick`-th kept row of `count`, for the rows that
+    `_evenly_spaced` keeps: every row when `count <= wanted`, else the last alone when
+    `wanted` is 1, else ceil(pick * (count - 1) / (wanted - 1))."""
+    if wanted == 1:
+        return count - 1
+    gaps = wanted - 1
+    return sa.case(
+        (count <= wanted, pick),
+        else_=(pick * (count - 1) + (gaps - 1)) // gaps,
+    )
 
 
 def _evenly_spaced(
@@ -1087,6 +1239,18 @@ async def parents_of(
     return {candidate_id: parent for candidate_id, parent in rows}
 
 
+# The partial index of parent run ids (ix_candidate_metadata_parent_run) is used only by
+# a query holding its expression and condition with these constants written in, not bound.
+def _names_parent_run(name: sa.SQLColumnExpression[str]) -> sa.ColumnElement[bool]:
+    return name == sa.literal(PARENT_RUN_TAG, literal_execute=True)
+
+
+def _parent_run_key(value: sa.SQLColumnExpression[str]) -> sa.ColumnElement[str]:
+    return sa.func.substr(
+        value, sa.literal(1, literal_execute=True), sa.literal(32, literal_execute=True)
+    )
+
+
 def children_limit(first: int) -> int:
     """How many children a list asks for: 0 to MAX_CHILDREN."""
     if not 0 <= first <= MAX_CHILDREN:
@@ -1118,19 +1282,20 @@ async def children_of(
                 .over(partition_by=parent.id, order_by=(Candidate.start_time, Candidate.iid))
                 .label("position"),
             )
-            .select_from(Candidate)
+            .select_from(parent)
             .join(
                 CandidateMetadata,
                 sa.and_(
-                    CandidateMetadata.candidate_id == Candidate.id,
-                    CandidateMetadata.name == PARENT_RUN_TAG,
+                    _names_parent_run(CandidateMetadata.name),
+                    _parent_run_key(CandidateMetadata.value) == parent.eid,
+                    CandidateMetadata.value == parent.eid,
                 ),
             )
             .join(
-                parent,
+                Candidate,
                 sa.and_(
-                    parent.eid == CandidateMetadata.value,
-                    parent.project_id == Candidate.project_id,
+                    Candidate.id == CandidateMetadata.candidate_id,
+                    Candidate.project_id == parent.project_id,
                 ),
             )
             .where(parent.id.in_(parent_ids), Candidate.state == LifecycleState.ACTIVE)

@@ -8,7 +8,8 @@ claim is a lease: `run_after` of a running row is when its lease expires, so a r
 whose worker died becomes claimable again and resumes from its saved progress. While
 the handler runs, its runner renews the lease (`renew_lease`); every change a runner
 makes to its claimed row is fenced by the attempt number, so a runner whose lease
-expired and whose job was claimed again changes nothing.
+expired and whose job was claimed again changes nothing. A job's `encrypted_secret` (a
+credential it needs, never in its payload) is cleared when it succeeds or fails for good.
 
 Each change of a job's status or progress is told to the job's subscribers
 (`events.job_channel`) once committed, as the `job_message` of the state it leaves.
@@ -28,21 +29,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import events
 from app.db import ENQUEUED_JOBS_KEY, Database, rows_by_id, utcnow
 from app.errors import NotFoundError
-from app.models import Job, JobStatus
+from app.models import Candidate, Job, JobStatus, LoggedModel, ModelVersion
+from app.services import webhooks
 from app.services.keyset import Sort, SortKey
 
 PURGE_DELETED_RUNS = "purge_deleted_runs"
 DELETE_MODEL = "delete_model"
 DELETE_VERSION = "delete_version"
 DELETE_CANDIDATE = "delete_candidate"
+DELETE_PROJECT = "delete_project"
 FINALIZE_UPLOAD = "finalize_upload"
 MIGRATE_PACKAGE_TYPES = "migrate_package_types"
+WEBHOOK_DELIVERY = "webhook_delivery"
+IMPORT_MLFLOW = "import_mlflow"
 
 # Every kind a worker can run: the contract with the workers, whose handlers each
 # declare the kind they run (`@handles(kind)`) and must cover every one.
 JOB_KINDS: frozenset[str] = frozenset(
-    {PURGE_DELETED_RUNS, DELETE_MODEL, DELETE_VERSION, DELETE_CANDIDATE}
-) | {FINALIZE_UPLOAD, MIGRATE_PACKAGE_TYPES}
+    {PURGE_DELETED_RUNS, DELETE_MODEL, DELETE_VERSION, DELETE_CANDIDATE, DELETE_PROJECT}
+) | {FINALIZE_UPLOAD, MIGRATE_PACKAGE_TYPES, WEBHOOK_DELIVERY, IMPORT_MLFLOW}
 
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 
@@ -81,9 +86,11 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 
 async def _announce(session: AsyncSession, job_id: int) -> None:
-    """Tell the job's subscribers the state this transaction leaves it in, once committed."""
+    """Tell the job's subscribers the state this transaction leaves it in, once committed,
+    and its project's webhooks that it succeeded or failed for good."""
     job = await session.get_one(Job, job_id, populate_existing=True)
     events.stage(session, events.job_channel(job_id), job_message(job))
+    await webhooks.emit(session, *webhooks.job_ended(job))
 
 
 async def enqueue(
@@ -117,6 +124,30 @@ async def get_job(session: AsyncSession, *, job_id: int) -> Job:
     if job is None:
         raise NotFoundError(f"Job {job_id} does not exist", field="id")
     return job
+
+
+async def package_holder(
+    session: AsyncSession, *, package_id: int
+) -> ModelVersion | Candidate | None:
+    """What holds the package that an upload's verification (`finalize_upload`) works
+    on: the model version or candidate whose package it is, or for a logged model's
+    package the candidate that logged it; None once nothing holds it."""
+    version = await session.scalar(
+        sa.select(ModelVersion).where(ModelVersion.package_id == package_id).limit(1)
+    )
+    if version is not None:
+        return version
+    candidate = await session.scalar(
+        sa.select(Candidate).where(Candidate.package_id == package_id).limit(1)
+    )
+    if candidate is not None:
+        return candidate
+    return await session.scalar(
+        sa.select(Candidate)
+        .join(LoggedModel, LoggedModel.source_candidate_id == Candidate.id)
+        .where(LoggedModel.package_id == package_id)
+        .limit(1)
+    )
 
 
 async def has_unfinished_job(session: AsyncSession, *, kind: str) -> bool:
@@ -254,7 +285,9 @@ async def mark_succeeded(database: Database, job: Job) -> bool:
     async with database.session() as session:
         result = await _update(
             session,
-            _claimed(job).values(status=JobStatus.SUCCEEDED, finished_at=now, updated_at=now),
+            _claimed(job).values(
+                status=JobStatus.SUCCEEDED, finished_at=now, updated_at=now, encrypted_secret=None
+            ),
         )
         if result.rowcount == 1:
             await _announce(session, job.id)
@@ -283,7 +316,7 @@ async def mark_failed_or_retry(
             "enqueued_at": None,
         }
     else:
-        values |= {"status": JobStatus.FAILED, "finished_at": now}
+        values |= {"status": JobStatus.FAILED, "finished_at": now, "encrypted_secret": None}
     async with database.session() as session:
         result = await _update(session, _claimed(job).values(values))
         if result.rowcount == 1:

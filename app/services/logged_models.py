@@ -10,6 +10,7 @@ in its `mlflow.modelVersions` tag is part of creating that version, checked ther
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.errors import InvalidValueError, NotFoundError
+from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import Candidate, CandidateMetric, LifecycleState, LoggedModel, Model, Project
 from app.search.sql import metric_value_condition, string_condition
 from app.services import audit, policy, validation
@@ -36,6 +37,8 @@ MAX_PARAMS_PER_REQUEST = 100
 # The tag listing the registry versions made from a logged model (mlflow.utils.mlflow_tags).
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 MAX_TAGS_PER_REQUEST = 100
+# The ids a logged model may keep when it moves in from another server.
+LOGGED_MODEL_ID_PATTERN = re.compile(r"m-[A-Za-z0-9]{1,62}")
 
 
 def new_eid() -> str:
@@ -88,12 +91,14 @@ async def create_logged_model(
     source_run_id: str | None = None,
     params: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
+    eid: str | None = None,
     actor: Actor | None,
 ) -> LoggedModel:
     """A logged model of `model` (an experiment), PENDING until its files are uploaded,
     once `actor` may (`LOG_RUN`). It comes from `source_candidate`, or from
     `source_run_id`: a run id that names no run of the project, kept as sent (MLflow's
-    store does not check it either)."""
+    store does not check it either). Its id is new, or `eid` when it moves in from
+    another server and keeps its `m-...` id (AlreadyExistsError if one holds it)."""
     await policy.authorize_in(session, actor, model.project_id, Operation.LOG_RUN)
     if model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(
@@ -107,7 +112,14 @@ async def create_logged_model(
             f"Source run id is longer than {validation.MAX_NAME_LENGTH} characters",
             field="source_run_id",
         )
-    eid = new_eid()
+    if eid is None:
+        eid = new_eid()
+    elif not LOGGED_MODEL_ID_PATTERN.fullmatch(eid):
+        raise InvalidValueError(
+            f"Logged model id '{eid}' is not m-<letters, digits>", field="model_id"
+        )
+    elif await session.scalar(sa.select(LoggedModel.id).where(LoggedModel.eid == eid)):
+        raise AlreadyExistsError(f"A logged model with id '{eid}' already exists", field="model_id")
     name = name or f"model-{eid[2:10]}"
     if len(name) > validation.MAX_NAME_LENGTH:
         raise InvalidValueError(

@@ -46,7 +46,7 @@ from app.search.models import (
 )
 from app.search.paging import Page
 from app.search.sql import CodepointOrder
-from app.services import audit, descriptions, jobs, key_values, policy, validation
+from app.services import audit, descriptions, jobs, key_values, policy, validation, webhooks
 from app.services.actor import Actor
 from app.services.keyset import Sort, SortKey
 from app.services.policy import Operation
@@ -71,7 +71,7 @@ async def create_model(
     (`CREATE_MODEL`). Without an explicit `name` the slug is derived from the display
     name, with a numeric suffix when another model of the project holds it."""
     await policy.authorize(session, actor, project, Operation.CREATE_MODEL)
-    return await _create_model(
+    model = await _create_model(
         session,
         project=project,
         display_name=display_name,
@@ -82,6 +82,8 @@ async def create_model(
         experiment=experiment,
         actor=actor,
     )
+    await webhooks.emit(session, webhooks.registered_model_created(model, metadata))
+    return model
 
 
 async def _create_model(
@@ -217,6 +219,7 @@ async def register_model(session: AsyncSession, *, model: Model, actor: Actor | 
     model.updated_at = utcnow()
     await session.flush()
     await audit.record(session, actor=actor, action="model.register", target=model)
+    await webhooks.emit(session, webhooks.registered_model_created(model))
     return model
 
 
@@ -499,6 +502,7 @@ async def destroy_model(session: AsyncSession, *, model: Model, actor: Actor | N
         target=model,
         details={"name": display_name, "job_id": job.id},
     )
+    await webhooks.emit(session, *webhooks.registered_model_deleted(model, display_name))
     return job
 
 

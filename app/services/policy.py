@@ -46,6 +46,9 @@ class Operation(enum.Enum):
     MANAGE_MEMBERS = "manage_members"  # add, change and remove members
     MIGRATE_PACKAGES = "migrate_packages"  # start the package type migration
     CHANGE_VISIBILITY = "change_visibility"  # make the project public or private
+    MANAGE_WEBHOOKS = "manage_webhooks"  # see, create, change, test and delete webhooks
+    DELETE_PROJECT = "delete_project"  # delete the project (an empty one, or everything in it)
+    IMPORT_RUNS = "import_runs"  # import an MLflow server's runs and registry as a job
 
 
 LEAST_ROLE: dict[Operation, Role] = {
@@ -64,6 +67,9 @@ LEAST_ROLE: dict[Operation, Role] = {
     Operation.MANAGE_MEMBERS: Role.MAINTAINER,
     Operation.MIGRATE_PACKAGES: Role.MAINTAINER,
     Operation.CHANGE_VISIBILITY: Role.OWNER,
+    Operation.MANAGE_WEBHOOKS: Role.MAINTAINER,
+    Operation.DELETE_PROJECT: Role.OWNER,
+    Operation.IMPORT_RUNS: Role.MAINTAINER,
 }
 
 
@@ -82,6 +88,13 @@ async def role_in(session: AsyncSession, actor: Actor | None, project: Project) 
             )
         )
     return known[key]
+
+
+def remember_role(session: AsyncSession, actor: Actor, project: Project, role: Role | None) -> None:
+    """Keep a role read with the project (one statement for both) for `role_in`."""
+    if actor.user_id is not None:
+        known: dict[tuple[int, int], Role | None] = session.info.setdefault(_ROLES, {})
+        known[(project.id, actor.user_id)] = role
 
 
 def forget_roles(session: AsyncSession, project: Project) -> None:

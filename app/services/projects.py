@@ -1,11 +1,20 @@
 """Projects: the unit of ownership; every model, candidate and package lives in one,
-and its members' roles decide who may see and change it."""
+and its members' roles decide who may see and change it. A project is what MLflow calls a
+workspace, its path the workspace's name.
+
+Administrators create projects (the command line, MLflow's `create_workspace`); owners
+delete them. Deleting an empty project removes it at once; a project holding more than its
+`Default` model with no runs is refused with `ProjectNotEmptyError`, as MLflow's RESTRICT
+deletion of a workspace is, unless the deletion cascades (MLflow's CASCADE): then the
+project is marked pending destruction with all it holds, which leaves every read and write
+at once and frees its path, and a `delete_project` job removes the rows and their objects.
+The `default` project is never deleted."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from typing import Literal
+from typing import Literal, overload
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,16 +27,37 @@ from app.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
-from app.models import Membership, Model, Project, Role, User, Visibility
-from app.services import audit, policy, validation
+from app.models import (
+    Candidate,
+    Job,
+    LifecycleState,
+    LoggedModel,
+    Membership,
+    Model,
+    ModelVersion,
+    Package,
+    Project,
+    Role,
+    User,
+    Visibility,
+)
+from app.services import audit, jobs, policy, validation
 from app.services.actor import Actor
 from app.services.policy import Operation
+from app.web_paths import SURFACE_SEGMENTS
 
 DEFAULT_PROJECT_PATH = "default"
 DEFAULT_MODEL_NAME = "default"
 DEFAULT_MODEL_DISPLAY_NAME = "Default"
 
 _PROJECT_PATH = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+_PATH_LENGTH = 100
+# Projects pending destruction are in no read.
+_ACTIVE = Project.state == LifecycleState.ACTIVE
+
+
+class ProjectNotEmptyError(InvalidValueError):
+    """The project still holds models, runs or packages, so it cannot be deleted."""
 
 
 async def create_project(
@@ -46,6 +76,12 @@ async def create_project(
         raise InvalidValueError(
             f"'{path}' is not a valid project path: lowercase letters, digits, '_', '.', '-', "
             "starting with a letter or digit, at most 100 characters",
+            field="path",
+        )
+    if path in SURFACE_SEGMENTS:
+        raise InvalidValueError(
+            f"'{path}' is taken by the server's own addresses (/{path}/...); choose another "
+            "project path",
             field="path",
         )
     validation.description(description)
@@ -71,12 +107,126 @@ async def create_project(
     return project
 
 
+async def create_project_on_request(
+    session: AsyncSession, *, actor: Actor | None, path: str, description: str | None = None
+) -> Project:
+    """`create_project` asked for through an API (MLflow's `create_workspace`): only an
+    administrator may, as only one runs `modelreg project create`; the creating user
+    becomes the project's owner."""
+    creator = policy.require_admin(actor)
+    owner = await session.get(User, creator.user_id) if creator.user_id is not None else None
+    return await create_project(
+        session, path=path, description=description, owner=owner, actor=creator
+    )
+
+
+@overload
+async def delete_project(
+    session: AsyncSession, *, project: Project, actor: Actor | None, cascade: Literal[False] = ...
+) -> None: ...
+
+
+@overload
+async def delete_project(
+    session: AsyncSession, *, project: Project, actor: Actor | None, cascade: Literal[True]
+) -> Job: ...
+
+
+@overload
+async def delete_project(
+    session: AsyncSession, *, project: Project, actor: Actor | None, cascade: bool
+) -> Job | None: ...
+
+
+async def delete_project(
+    session: AsyncSession, *, project: Project, actor: Actor | None, cascade: bool = False
+) -> Job | None:
+    """Delete a project (owners). An empty one goes at once with its `Default` model and
+    memberships, and None is returned; with `cascade`, any project is marked pending
+    destruction and the `delete_project` job doing the rest is returned."""
+    await policy.authorize(session, actor, project, Operation.DELETE_PROJECT)
+    if project.path == DEFAULT_PROJECT_PATH:
+        raise InvalidValueError(f"The '{DEFAULT_PROJECT_PATH}' project cannot be deleted")
+    if cascade:
+        return await _destroy_project(session, project=project, actor=actor)
+    held = []
+    for what, query in (
+        (
+            "model(s)",
+            sa.select(sa.func.count()).where(Model.project_id == project.id, Model.iid != 0),
+        ),
+        ("run(s)", sa.select(sa.func.count()).where(Candidate.project_id == project.id)),
+        ("logged model(s)", sa.select(sa.func.count()).where(LoggedModel.project_id == project.id)),
+        ("package(s)", sa.select(sa.func.count()).where(Package.project_id == project.id)),
+    ):
+        if count := await session.scalar(query):
+            held.append(f"{count} {what}")
+    if held:
+        raise ProjectNotEmptyError(
+            f"Cannot delete project '{project.path}': it still holds {', '.join(held)}. "
+            "Delete them first."
+        )
+    await audit.record(
+        session,
+        actor=actor,
+        action="project.delete",
+        target=project,
+        project_id=project.id,
+        details={"path": project.path},
+    )
+    policy.forget_roles(session, project)
+    await session.delete(project)
+    await session.flush()
+    return None
+
+
+async def _destroy_project(session: AsyncSession, *, project: Project, actor: Actor | None) -> Job:
+    path = project.path
+    project.state = LifecycleState.PENDING_DESTRUCTION
+    # The path is free for a new project at once; the one being destroyed holds
+    # `<path>~destroyed~<id>`, which no valid path matches.
+    suffix = f"~destroyed~{project.id}"
+    project.path = f"{path[: _PATH_LENGTH - len(suffix)]}{suffix}"
+    # What the project holds leaves every read with it, and no write can reach it any
+    # more: one indexed UPDATE per table, as a model's destruction does.
+    for table in (Model, Candidate, ModelVersion, LoggedModel):
+        await session.execute(
+            sa.update(table)
+            .where(table.project_id == project.id)
+            .values(state=LifecycleState.PENDING_DESTRUCTION)
+            .execution_options(synchronize_session=False)
+        )
+    await session.flush()
+    job = await jobs.enqueue(
+        session,
+        kind=jobs.DELETE_PROJECT,
+        payload={"project_id": project.id, "path": path},
+        project_id=project.id,
+    )
+    await audit.record(
+        session,
+        actor=actor,
+        action="project.destroy",
+        target=project,
+        project_id=project.id,
+        details={"path": path, "job_id": job.id},
+    )
+    policy.forget_roles(session, project)
+    return job
+
+
+def _names_nothing(path: str) -> bool:
+    """Text no column can hold (NUL, a lone surrogate) names no project; PostgreSQL would
+    refuse the query itself."""
+    return "\x00" in path or any("\ud800" <= character <= "\udfff" for character in path)
+
+
 async def _project_at(session: AsyncSession, path: str) -> Project | None:
-    # Text no column can hold (NUL, a lone surrogate) names no project; PostgreSQL would
-    # refuse the query itself.
-    if "\x00" in path or any("\ud800" <= character <= "\udfff" for character in path):
+    if _names_nothing(path):
         return None
-    project: Project | None = await session.scalar(sa.select(Project).where(Project.path == path))
+    project: Project | None = await session.scalar(
+        sa.select(Project).where(Project.path == path, _ACTIVE)
+    )
     return project
 
 
@@ -96,13 +246,38 @@ async def find_project(
 ) -> Project:
     """The project at `path` if `actor` may do `operation` there. A project the actor
     may not read is reported exactly like a missing one."""
-    project = await _project_at(session, path)
+    if actor is None or actor.user_id is None:
+        project = await _project_at(session, path)
+    else:
+        # The project and the caller's role in it, in one round trip: every MLflow call
+        # starts here.
+        project, role = await _project_and_role_at(session, path, actor.user_id)
+        if project is not None:
+            policy.remember_role(session, actor, project, role)
     if project is None:
         if actor is None:
             raise UnauthenticatedError("authentication is required")
         raise NotFoundError(f"Project '{path}' does not exist", field="project")
     await policy.authorize(session, actor, project, operation)
     return project
+
+
+async def _project_and_role_at(
+    session: AsyncSession, path: str, user_id: int
+) -> tuple[Project | None, Role | None]:
+    if _names_nothing(path):
+        return None, None
+    found = (
+        await session.execute(
+            sa.select(Project, Membership.role)
+            .outerjoin(
+                Membership,
+                sa.and_(Membership.project_id == Project.id, Membership.user_id == user_id),
+            )
+            .where(Project.path == path, _ACTIVE)
+        )
+    ).first()
+    return (None, None) if found is None else (found[0], found[1])
 
 
 async def get_default_project(session: AsyncSession) -> Project:
@@ -112,7 +287,7 @@ async def get_default_project(session: AsyncSession) -> Project:
 
 async def list_projects(session: AsyncSession, *, actor: Actor | None) -> list[Project]:
     """The projects `actor` may read: public ones, and those they are a member of."""
-    query = sa.select(Project).order_by(Project.path)
+    query = sa.select(Project).where(_ACTIVE).order_by(Project.path)
     if actor is None:
         query = query.where(Project.visibility == Visibility.PUBLIC)
     elif not actor.is_admin:
@@ -263,7 +438,7 @@ async def _keep_an_owner(session: AsyncSession, project: Project) -> None:
 
 
 async def get_projects(session: AsyncSession, *, ids: Collection[int]) -> dict[int, Project]:
-    return await rows_by_id(session, Project, ids)
+    return await rows_by_id(session, Project, ids, _ACTIVE)
 
 
 async def roles_of(

@@ -34,7 +34,7 @@ from app.models import (
 )
 from app.search.paging import Page
 from app.search.versions import compile_model_version_filter, compile_model_version_order_by
-from app.services import audit, descriptions, jobs, key_values, policy, validation
+from app.services import audit, descriptions, jobs, key_values, policy, validation, webhooks
 from app.services import candidates as candidate_service
 from app.services import logged_models as logged_model_service
 from app.services.actor import Actor
@@ -56,12 +56,15 @@ async def create_version(
     source: str | None = None,
     metadata: Mapping[str, str] | None = None,
     logged_model: LoggedModel | None = None,
+    number: int | None = None,
     actor: Actor | None,
 ) -> ModelVersion:
     """Create the model's next version, once `actor` may (`CREATE_VERSION`). With a
     candidate it is promoted; without one a fresh candidate is created for the version.
     The semver defaults to `<number>.0.0`. A version made from an active `logged_model`
-    (its row locked) is listed in that logged model's `mlflow.modelVersions` tag."""
+    (its row locked) is listed in that logged model's `mlflow.modelVersions` tag.
+    `number` keeps the number a version had elsewhere (a registry moving in): it must be
+    above every number the model gave out, and the next new version follows it."""
     await policy.authorize_in(session, actor, model.project_id, Operation.CREATE_VERSION)
     if model.state is not LifecycleState.ACTIVE:
         raise InvalidValueError(f"Model '{model.display_name}' is deleted", field="model")
@@ -72,13 +75,23 @@ async def create_version(
     # Rendered before the model row is locked below, which serializes the model's versions.
     description_html = await descriptions.rendered(validation.description(description))
     # Bumping the counter locks the model row, so numbers and semvers cannot race.
+    chosen = number
+    bump = sa.update(Model).where(Model.id == model.id)
+    if chosen is not None:
+        # Numbers are never reused: a kept one must be above every number given out.
+        bump = bump.where(Model.last_version_number < chosen)
     number = await session.scalar(
-        sa.update(Model)
-        .where(Model.id == model.id)
-        .values(last_version_number=Model.last_version_number + 1, registered=True)
-        .returning(Model.last_version_number)
+        bump.values(
+            last_version_number=Model.last_version_number + 1 if chosen is None else chosen,
+            registered=True,
+        ).returning(Model.last_version_number)
     )
-    assert number is not None
+    if number is None:
+        raise AlreadyExistsError(
+            f"Model '{model.display_name}' has given out version number {chosen} or a later "
+            "one already",
+            field="version",
+        )
     taken = set(
         await session.scalars(
             sa.select(ModelVersion.version).where(ModelVersion.model_id == model.id)
@@ -130,6 +143,7 @@ async def create_version(
         await logged_model_service.record_model_version(
             session, logged_model=logged_model, name=model.display_name, number=number
         )
+    await webhooks.emit(session, webhooks.model_version_created(model_version, candidate, metadata))
     return model_version
 
 
@@ -321,6 +335,7 @@ async def _destroy_version(
         target=version,
         details={"version": semver, "job_id": job.id},
     )
+    await webhooks.emit(session, webhooks.model_version_deleted(version, semver))
     return job
 
 
@@ -347,6 +362,7 @@ async def unregister_model(
         )
     ]
     await session.execute(sa.delete(ModelAlias).where(ModelAlias.model_id == model.id))
+    await webhooks.emit(session, *webhooks.registered_model_deleted(model, model.display_name))
     now = utcnow()
     model.registered = False
     if model.experiment_deleted_at is not None:
@@ -408,6 +424,7 @@ async def set_alias(
     validation.alias(alias)
     if version.model_id != model.id:
         raise InvalidValueError("An alias points at a version of its own model", field="alias")
+    await webhooks.emit(session, *webhooks.alias_set(model, alias, version))
     statement = insert_with_conflicts(session, ModelAlias)
     await session.execute(
         statement.on_conflict_do_update(
@@ -436,6 +453,7 @@ async def delete_alias(
     await audit.record(
         session, actor=actor, action="alias.delete", target=model, details={"alias": alias}
     )
+    await webhooks.emit(session, webhooks.alias_deleted(model, alias))
 
 
 async def get_aliases(session: AsyncSession, *, version: ModelVersion) -> list[str]:
@@ -458,6 +476,7 @@ async def set_version_metadata(
     may (`UPDATE_VERSION`)."""
     await policy.authorize_in(session, actor, version.project_id, Operation.UPDATE_VERSION)
     await _set_version_metadata(session, version=version, items=items, actor=actor)
+    await webhooks.emit(session, *webhooks.version_tags_set(version, items))
 
 
 async def _set_version_metadata(
@@ -488,6 +507,7 @@ async def delete_version_metadata(
         target=version,
         details={"name": name},
     )
+    await webhooks.emit(session, webhooks.version_tag_deleted(version, name))
 
 
 async def get_version_metadata(session: AsyncSession, *, version: ModelVersion) -> dict[str, str]:

@@ -14,14 +14,26 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import BaseRoute, Mount, Route
+from strawberry import relay
 
 from app.db import Database
 from app.graphql.schema import schema
 from app.main import create_app
-from app.models import Role, Visibility
-from app.services import auth, candidates, logged_models, models, projects, users, versions
+from app.models import Role, Visibility, WebhookStatus
+from app.models import Webhook as WebhookRow
+from app.services import (
+    auth,
+    candidates,
+    logged_models,
+    models,
+    projects,
+    users,
+    versions,
+    webhooks,
+)
 from app.services.actor import OPERATOR
 from app.services.candidates import MetricPoint
+from app.settings import Settings
 from tests.clients import app_settings, bearer, graphql, serving
 
 # The permission table, written out independently of app/services/policy.py.
@@ -255,6 +267,45 @@ async def project_visibility_change(world: World, caller: Caller, path: str) -> 
     return seen
 
 
+async def _stand_in(world: World, caller: Caller, path: str) -> str:
+    """A new project standing in for `path`, for probes that must not change it: the
+    visibility of `path`, the caller holding the role they hold there."""
+    kind = next(kind for kind, shown in PATHS.items() if shown == path)
+    stand_in = f"doomed{next(world.counter)}"
+    async with world.database.session() as session:
+        project = await projects.create_project(
+            session,
+            path=stand_in,
+            visibility=Visibility.PUBLIC if kind == "public" else Visibility.PRIVATE,
+            actor=OPERATOR,
+        )
+        role = caller.role_in(kind)
+        if role is not None:
+            user = await users.get_user(session, username=caller.username)
+            await projects.set_member(
+                session, project=project, user=user, role=role, actor=OPERATOR
+            )
+    return stand_in
+
+
+async def project_delete(world: World, caller: Caller, path: str) -> str:
+    """Deleting a project ends it, so each probe deletes a stand-in made for it."""
+    stand_in = await _stand_in(world, caller, path)
+    mutation = f"""mutation($p: String!) {{
+        projectDelete(input: {{path: $p}}) {RESULT} }}"""
+    return outcome((await world.ask(mutation, caller, p=stand_in))["projectDelete"])
+
+
+async def project_import_mlflow(world: World, caller: Caller, path: str) -> str:
+    """One import into a project at a time, so each probe imports into a stand-in (from
+    a source nobody answers at: the job started fails, changing nothing)."""
+    stand_in = await _stand_in(world, caller, path)
+    mutation = f"""mutation($p: String!) {{
+        projectImportMlflow(input: {{project: $p, sourceUri: "http://127.0.0.1:9"}})
+        {RESULT} }}"""
+    return outcome((await world.ask(mutation, caller, p=stand_in))["projectImportMlflow"])
+
+
 async def member_set(world: World, caller: Caller, path: str) -> str:
     mutation = f"""mutation($p: String!) {{
         memberSet(input: {{project: $p, username: "newbie", role: DEVELOPER}}) {RESULT} }}"""
@@ -447,6 +498,76 @@ async def candidate_delete(world: World, caller: Caller, path: str) -> str:
     return seen
 
 
+async def _webhook_with_a_delivery(world: World, path: str) -> tuple[str, str]:
+    """Global ids of a fresh hook of the project, made by the admin, and of a delivery
+    it got (the hook is disabled at once, so nothing is ever sent)."""
+    async with world.database.session() as session:
+        project = await projects.get_project(session, path=path)
+        hook = await webhooks.create_webhook(
+            session,
+            project=project,
+            name="hook",
+            url="http://8.8.8.8:9/hook",
+            events=["model_version_alias.deleted"],
+            settings=Settings(),
+            actor=OPERATOR,
+        )
+        model = await models.get_model(session, project=project, name=GRAPHQL_MODEL)
+        await webhooks.emit(session, webhooks.alias_deleted(model, "gone"))
+        await webhooks.update_webhook(
+            session,
+            webhook=hook,
+            status=WebhookStatus.DISABLED,
+            settings=Settings(),
+            actor=OPERATOR,
+        )
+        [delivery] = await webhooks.get_deliveries(session, webhook_id=hook.id)
+    return relay.to_base64("Webhook", hook.id), relay.to_base64("WebhookDelivery", delivery.id)
+
+
+def webhook_change(
+    field: str, input: Callable[[str, str], dict[str, Any]], result: str = RESULT
+) -> ProjectOperation:
+    """`field` on a fresh hook (`input(hook id, delivery id)`), which goes afterwards."""
+
+    async def operation(world: World, caller: Caller, path: str) -> str:
+        hook_id, delivery_id = await _webhook_with_a_delivery(world, path)
+        seen = outcome(await mutate(world, caller, field, input(hook_id, delivery_id), result))
+        async with world.database.session() as session:
+            hook = await session.get(WebhookRow, int(relay.from_base64(hook_id)[1]))
+            if hook is not None:
+                await webhooks.delete_webhook(session, webhook=hook, actor=OPERATOR)
+        return seen
+
+    return operation
+
+
+async def webhook_create(world: World, caller: Caller, path: str) -> str:
+    input = {
+        "project": path,
+        "name": "hook",
+        "url": "http://8.8.8.8:9/hook",
+        "events": ["model_version.created"],
+        "signed": False,
+        "status": "DISABLED",
+    }
+    return outcome(await mutate(world, caller, "webhookCreate", input))
+
+
+async def query_project_webhooks(world: World, caller: Caller, path: str) -> str:
+    answer = await world.client.post(
+        "/graphql",
+        json={"query": f'{{ project(path: "{path}") {{ webhooks {{ id }} }} }}'},
+        headers=bearer(caller.token),
+    )
+    body = answer.json()
+    if body["data"]["project"] is None:
+        return NOT_FOUND if caller.token else UNAUTHENTICATED
+    if body.get("errors"):
+        return str(body["errors"][0]["extensions"]["code"]).lower()
+    return OK
+
+
 # Each GraphQL field, with its operation and the answer the table gives.
 PROJECT_FIELDS: dict[str, tuple[ProjectOperation, Callable[[Caller, str], str]]] = {
     "Query.project": (query_project, expected_read),
@@ -459,6 +580,14 @@ PROJECT_FIELDS: dict[str, tuple[ProjectOperation, Callable[[Caller, str], str]]]
     "Mutation.projectUpdate(visibility)": (
         project_visibility_change,
         lambda caller, kind: expected_project_change(caller, kind, OWN),
+    ),
+    "Mutation.projectDelete": (
+        project_delete,
+        lambda caller, kind: expected_project_change(caller, kind, OWN),
+    ),
+    "Mutation.projectImportMlflow": (
+        project_import_mlflow,
+        lambda caller, kind: expected_project_change(caller, kind, MANAGE),
     ),
     "Mutation.memberSet": (
         member_set,
@@ -534,6 +663,30 @@ PROJECT_FIELDS: dict[str, tuple[ProjectOperation, Callable[[Caller, str], str]]]
     "Mutation.packageTypesMigrate": (
         change("packageTypesMigrate", lambda ids, path: {"project": path}),
         lambda caller, kind: expected_project_change(caller, kind, MANAGE),
+    ),
+    "Project.webhooks": (
+        query_project_webhooks,
+        lambda caller, kind: expected_project_change(caller, kind, MANAGE),
+    ),
+    "Mutation.webhookCreate": (
+        webhook_create,
+        lambda caller, kind: expected_project_change(caller, kind, MANAGE),
+    ),
+    "Mutation.webhookUpdate": (
+        webhook_change("webhookUpdate", lambda hook, delivery: {"id": hook, "description": "d"}),
+        lambda caller, kind: expected_change_by_id(caller, kind, MANAGE),
+    ),
+    "Mutation.webhookDelete": (
+        webhook_change("webhookDelete", lambda hook, delivery: {"id": hook}),
+        lambda caller, kind: expected_change_by_id(caller, kind, MANAGE),
+    ),
+    "Mutation.webhookTest": (
+        webhook_change("webhookTest", lambda hook, delivery: {"id": hook}),
+        lambda caller, kind: expected_change_by_id(caller, kind, MANAGE),
+    ),
+    "Mutation.webhookDeliveryRedeliver": (
+        webhook_change("webhookDeliveryRedeliver", lambda hook, delivery: {"id": delivery}),
+        lambda caller, kind: expected_change_by_id(caller, kind, MANAGE),
     ),
 }
 ACCOUNT_FIELDS: dict[str, tuple[AccountOperation, Callable[[Caller], str]]] = {
@@ -941,6 +1094,54 @@ MLFLOW_CASES |= {
     ),
 }
 
+# MLflow's webhooks: each case works on a fresh (disabled) hook the admin creates first.
+HOOKS = "/mlflow/webhooks"
+HOOK = {
+    "name": "hook",
+    # A public address (a private one is refused): a test request fails fast, unanswered.
+    "url": "http://8.8.8.8:9/hook",
+    "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}],
+    "status": "DISABLED",
+}
+
+
+def _fresh_hook(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [("POST", HOOKS, HOOK)]
+
+
+def _drop_hook(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [("DELETE", f"{HOOKS}/{ids['fresh_webhook']}", {})]
+
+
+MLFLOW_CASES |= {
+    ("POST", HOOKS): MlflowCase(MANAGE, lambda ids: ("POST", HOOKS, HOOK)),
+    ("GET", HOOKS): MlflowCase(MANAGE, lambda ids: ("GET", HOOKS, {})),
+    ("GET", f"{HOOKS}/{{webhook_id}}"): MlflowCase(
+        MANAGE,
+        lambda ids: ("GET", f"{HOOKS}/{ids['fresh_webhook']}", {}),
+        before=_fresh_hook,
+        after=_drop_hook,
+    ),
+    ("PATCH", f"{HOOKS}/{{webhook_id}}"): MlflowCase(
+        MANAGE,
+        lambda ids: ("PATCH", f"{HOOKS}/{ids['fresh_webhook']}", {"description": "d"}),
+        before=_fresh_hook,
+        after=_drop_hook,
+    ),
+    ("DELETE", f"{HOOKS}/{{webhook_id}}"): MlflowCase(
+        MANAGE,
+        lambda ids: ("DELETE", f"{HOOKS}/{ids['fresh_webhook']}", {}),
+        before=_fresh_hook,
+        after=_drop_hook,
+    ),
+    ("POST", f"{HOOKS}/{{webhook_id}}/test"): MlflowCase(
+        MANAGE,
+        lambda ids: ("POST", f"{HOOKS}/{ids['fresh_webhook']}/test", {}),
+        before=_fresh_hook,
+        after=_drop_hook,
+    ),
+}
+
 
 def expected_mlflow(caller: Caller, kind: str, least: Role) -> str:
     """MLflow's answers: like the GraphQL changes, and an unreadable project reads as
@@ -979,6 +1180,8 @@ async def mlflow_outcome(world: World, caller: Caller, kind: str, case: MlflowCa
             ids = {**ids, "fresh": body["model_version"]["version"]}
         if "model" in body:
             ids = {**ids, "fresh_logged_model": body["model"]["info"]["model_id"]}
+        if "webhook" in body:
+            ids = {**ids, "fresh_webhook": body["webhook"]["webhook_id"]}
     response = await mlflow_request(world, caller.token, path, case.request(ids))
     for request in case.after(ids):
         await mlflow_request(world, world.admin_token, path, request)
@@ -1046,6 +1249,20 @@ async def package_outcome(world: World, caller: Caller, kind: str, case: Package
     return PACKAGE_OUTCOMES.get(response.status_code, f"{response.status_code} {response.text}")
 
 
+def _workspace_requests(prefix: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """MLflow's workspaces API under `prefix`, with what everyone may ask: listing, reading
+    the public project, and requests refused as bad input before any role counts (the
+    roles' outcomes: tests/mlflow/test_mlflow_workspaces.py)."""
+    one = f"{prefix}/mlflow/workspaces/{{workspace_name}}"
+    return {
+        ("GET", f"{prefix}/mlflow/workspaces"): {},
+        ("POST", f"{prefix}/mlflow/workspaces"): {"status": 400, "json": {}},
+        ("GET", one): {"url": f"{prefix}/mlflow/workspaces/open"},
+        ("PATCH", one): {"status": 400, "json": {}, "url": f"{prefix}/mlflow/workspaces/open"},
+        ("DELETE", one): {"status": 400, "url": f"{prefix}/mlflow/workspaces/default"},
+    }
+
+
 # Every other route, with a request that everyone may make and its status (GraphQL's
 # data is guarded by the fields above; GET /graphql serves GraphiQL to a browser).
 ROUTES: dict[tuple[str, str], dict[str, Any]] = {
@@ -1064,6 +1281,14 @@ ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/sign-in"): {"status": 400, "json": {}},
     ("POST", "/sign-out"): {"status": 204},
     ("GET", "/ajax-api/3.0/mlflow/server-info"): {},
+    # MLflow's workspaces API: what everyone may ask (`_workspace_requests`).
+    **_workspace_requests("/api/3.0"),
+    **_workspace_requests("/ajax-api/3.0"),
+    # The web UI's page is the same for everyone (what it shows comes through GraphQL):
+    # at any UI address, and at a project's MLflow tracking URI, where MLflow's links land.
+    ("GET", "/{address:path}"): {"url": "/default/-/models/default"},
+    ("GET", ""): {"url": "/projects/default/mlflow"},
+    ("GET", "/"): {"url": "/projects/default/mlflow/"},
     # MLflow's unknown endpoints answer ENDPOINT_NOT_FOUND to everyone.
     **{
         (method, f"{prefix}/{{rest:path}}"): {"status": 404, "url": f"{prefix}/nothing/here"}

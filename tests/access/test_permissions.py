@@ -37,6 +37,7 @@ from tests.access.test_one_rule_per_operation import built_world
 from tests.graphql_support import GraphQLApi, edges_of, graphql_api
 from tests.statements import queries, recorded
 
+MLFLOW_WEBHOOKS = "/mlflow/webhooks"
 VERSION_FILE = ("PUT", f"{PACKAGES}/ml_models/{{ref}}/files/{{path:path}}")
 
 # Each flag: the GraphQL fields, MLflow routes and package routes that do what it names.
@@ -50,6 +51,18 @@ FLAGS: dict[str, dict[str, tuple[list[str], list[tuple[str, str]], list[tuple[st
             [],
         ),
         "changeVisibility": (["Mutation.projectUpdate(visibility)"], [], []),
+        "manageWebhooks": (
+            [
+                "Project.webhooks",
+                "Mutation.webhookCreate",
+                "Mutation.webhookUpdate",
+                "Mutation.webhookDelete",
+                "Mutation.webhookTest",
+                "Mutation.webhookDeliveryRedeliver",
+            ],
+            [("POST", f"{MLFLOW_WEBHOOKS}"), ("GET", f"{MLFLOW_WEBHOOKS}")],
+            [],
+        ),
     },
     "model": {
         "updateModel": (
@@ -147,6 +160,8 @@ async def test_each_flag_says_what_its_operation_then_does_through_every_door(
     assert ("modelVersion", "deleteVersion", Role.DEVELOPER, "api", True) in granted
     assert ("model", "deleteModel", Role.DEVELOPER, "api", False) in granted
     assert ("project", "changeVisibility", Role.OWNER, "api", True) in granted
+    assert ("project", "manageWebhooks", Role.MAINTAINER, "api", True) in granted
+    assert ("project", "manageWebhooks", Role.DEVELOPER, "api", False) in granted
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -238,6 +253,6 @@ async def test_a_page_of_fifty_candidates_with_their_flags_costs_the_statements_
         )
         seen[size] = queries(statements)
     assert len(seen[5]) == len(seen[50]), seen
-    # The project and the caller's access to it, the model, the page; then the flags'
-    # project and the caller's role in it, one statement each for the whole page.
-    assert len(seen[50]) == 6, seen[50]
+    # The project with the caller's role in it (one statement), the model, the page; then
+    # the flags' project and the caller's role in it, one statement each for the page.
+    assert len(seen[50]) == 5, seen[50]

@@ -177,6 +177,10 @@ async def test_project_paths_are_validated_and_unique(
     for bad in ("Team", "-team", "team/a", "", "t" * 101):
         with pytest.raises(InvalidValueError):
             await projects.create_project(session, path=bad)
+    # The first segments of the server's own addresses are no project's page.
+    for taken in ("api", "graphql", "static", "projects", "metrics"):
+        with pytest.raises(InvalidValueError, match=f"'{taken}' is taken by the server's own"):
+            await projects.create_project(session, path=taken)
 
 
 async def test_concurrent_creations_get_distinct_iids_and_slugs(database: Database) -> None:

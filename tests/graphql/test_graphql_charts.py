@@ -373,3 +373,176 @@ async def test_migration_0010_backfills_the_keys_of_existing_candidates(
             ]
     finally:
         await database.dispose()
+
+
+# --- Dense histories are cut by step, any other by numbering: the same points -----------------
+
+
+async def _logged(
+    database: Database, model_name: str, batches: list[list[MetricPoint]], project_path: str
+) -> int:
+    """A new candidate of a new model of the project that logged `batches` in turn, one
+    transaction each; its row id."""
+    async with database.session() as session:
+        project = await projects.get_project(session, path=project_path)
+        model = await models.create_model(
+            session, project=project, display_name=model_name, actor=OPERATOR
+        )
+        candidate = await candidates.create_candidate(session, model=model, actor=OPERATOR)
+    for batch in batches:
+        async with database.session() as session:
+            found = await candidates.get_candidates(session, ids=[candidate.id])
+            await candidates.log_batch(
+                session, candidate=found[candidate.id], metrics=batch, actor=OPERATOR
+            )
+    return candidate.id
+
+
+async def _log(api: GraphQLApi, model_name: str, batches: list[list[MetricPoint]]) -> int:
+    return await _logged(api.database, model_name, batches, api.project_path)
+
+
+def _losses(steps: range | list[int], timestamp: int = 0) -> list[MetricPoint]:
+    return [MetricPoint("loss", step / 10, timestamp=timestamp + step, step=step) for step in steps]
+
+
+async def _dense_steps(database: Database, candidate_id: int) -> tuple[int | None, bool]:
+    """(first_step, dense_steps) of the candidate's `loss`, as logging kept them."""
+    async with database.session(read_only=True) as session:
+        row = (
+            await session.execute(
+                sa.text(
+                    "SELECT first_step, dense_steps FROM candidate_latest_metrics"
+                    " WHERE candidate_id = :id AND name = 'loss'"
+                ),
+                {"id": candidate_id},
+            )
+        ).one()
+    return row[0], bool(row[1])
+
+
+async def _chart(
+    api: GraphQLApi,
+    candidate_id: int,
+    max_points: int,
+    min_step: int | None = None,
+    max_step: int | None = None,
+) -> list[tuple[int, float, int]]:
+    """The (step, value, timestamp) points of the candidate's `loss` chart."""
+    variables = {
+        "ids": _global_ids([candidate_id]),
+        "names": ["loss"],
+        "maxPoints": max_points,
+        "minStep": min_step,
+        "maxStep": max_step,
+    }
+    (node,) = (await api.data(COMPARISON, variables))["nodes"]
+    (series,) = node["metricHistories"]
+    return list(zip(series["steps"], series["values"], series["timestamps"], strict=True))
+
+
+async def test_a_dense_history_is_cut_by_step_into_the_points_numbering_keeps(
+    api: GraphQLApi,
+) -> None:
+    # The same 1,000 points, logged in order (dense: read by step) and in reverse batches
+    # (a batch before the last step: numbered).
+    in_order = await _log(
+        api, "in_order", [_losses(range(s, s + 100)) for s in range(0, 1000, 100)]
+    )
+    reversed_batches = await _log(
+        api, "reversed", [_losses(range(s, s + 100)) for s in range(900, -1, -100)]
+    )
+    assert await _dense_steps(api.database, in_order) == (0, True)
+    assert await _dense_steps(api.database, reversed_batches) == (0, False)
+
+    def steps(points: list[tuple[int, float, int]]) -> list[int]:
+        return [step for step, _, _ in points]
+
+    assert steps(await _chart(api, in_order, 4)) == [0, 333, 666, 999]
+    assert steps(await _chart(api, in_order, 1)) == [999]
+    assert steps(await _chart(api, in_order, 4, 10, 20)) == [10, 14, 17, 20]
+    assert steps(await _chart(api, in_order, 3, -50, 5)) == [0, 3, 5]
+    assert steps(await _chart(api, in_order, 7, 995, 2000)) == [995, 996, 997, 998, 999]
+    assert steps(await _chart(api, in_order, 5, 2000, 3000)) == []
+    assert steps(await _chart(api, in_order, 10_000)) == list(range(1000))
+    assert (await _chart(api, in_order, 3))[1] == (500, 50.0, 500)
+    for window in [(1,), (2,), (4,), (999,), (1000,), (4, 10, 20), (3, -50, 5), (7, 1, 998)]:
+        assert await _chart(api, in_order, *window) == await _chart(
+            api, reversed_batches, *window
+        ), window
+
+
+async def test_sparse_and_repeated_steps_are_cut_by_numbering(api: GraphQLApi) -> None:
+    sparse = await _log(api, "sparse", [_losses(range(0, 1000, 10))])
+    # Each step twice, at two timestamps: (step, timestamp) order puts 100 + s first.
+    repeated = await _log(api, "repeated", [_losses(range(10), 100) + _losses(range(10), 200)])
+    # Dense until step 5 comes again at another time.
+    broken = await _log(api, "broken", [_losses(range(10)), _losses([5], 1000)])
+    # A batch sent twice (a client's retry) stores nothing new, but is no longer known dense.
+    retried = await _log(api, "retried", [_losses(range(10)), _losses(range(10))])
+    assert [
+        await _dense_steps(api.database, found) for found in (sparse, repeated, broken, retried)
+    ] == [
+        (0, False),
+        (0, False),
+        (0, False),
+        (0, False),
+    ]
+
+    assert [step for step, _, _ in await _chart(api, sparse, 4)] == [0, 330, 660, 990]
+    assert await _chart(api, repeated, 3) == [(0, 0.0, 100), (5, 0.5, 105), (9, 0.9, 209)]
+    assert [(step, time) for step, _, time in await _chart(api, repeated, 4, 3, 4)] == [
+        (3, 103),
+        (3, 203),
+        (4, 104),
+        (4, 204),
+    ]
+    assert [step for step, _, _ in await _chart(api, broken, 100)] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        5,
+        6,
+        7,
+        8,
+        9,
+    ]
+    assert [step for step, _, _ in await _chart(api, retried, 100)] == list(range(10))
+    assert [step for step, _, _ in await _chart(api, retried, 4)] == [0, 3, 6, 9]
+
+
+async def test_migration_0012_finds_which_existing_histories_are_dense(
+    database_url: str,
+) -> None:
+    database = Database(database_url)
+    try:
+        async with database.session() as session:
+            await projects.create_project(session, path="dense")
+        dense = await _logged(
+            database, "dense", [_losses(range(5)), _losses(range(5, 50))], "dense"
+        )
+        sparse = await _logged(database, "sparse", [_losses([0, 2, 4, 6])], "dense")
+        ids = [dense, sparse]
+        async with database.session(read_only=True) as session:
+            charts = await candidates.sample_histories(
+                session, candidate_ids=ids, names=["loss"], max_points=3
+            )
+    finally:
+        await database.dispose()
+    assert [point.step for point in charts[dense, "loss"]] == [0, 25, 49]
+    assert [point.step for point in charts[sparse, "loss"]] == [0, 4, 6]
+    await asyncio.to_thread(migrations.downgrade, database_url, "0011")
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    database = Database(database_url)
+    try:
+        assert await _dense_steps(database, dense) == (0, True)
+        assert await _dense_steps(database, sparse) == (0, False)
+        async with database.session(read_only=True) as session:
+            assert charts == await candidates.sample_histories(
+                session, candidate_ids=ids, names=["loss"], max_points=3
+            )
+    finally:
+        await database.dispose()

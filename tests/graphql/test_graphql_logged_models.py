@@ -34,7 +34,7 @@ query Candidates($path: String!, $first: Int!) {
             params { name value }
             tags { name value }
             metrics { name value kind step timestamp datasetName datasetDigest }
-            files { path size sha256 }
+            files { path size sha256 downloadUrl }
           }
         } }
       }
@@ -124,6 +124,10 @@ async def test_a_candidate_shows_the_models_its_run_logged_with_their_metrics(
         second_row = await logged_models.get_logged_model(session, project=project, eid=second_eid)
 
     found = await _candidates(api)
+    files = (
+        f"/projects/{api.project_path}/mlflow/api/2.0/mlflow-artifacts/artifacts"
+        f"/{model.iid}/models/{first_eid}/artifacts"
+    )
 
     assert found["plain"] == []
     assert found["trained"] == [
@@ -166,8 +170,18 @@ async def test_a_candidate_shows_the_models_its_run_logged_with_their_metrics(
                 },
             ],
             "files": [
-                {"path": "MLmodel", "size": 312, "sha256": "M" * 64},
-                {"path": "model.pkl", "size": 2048, "sha256": "m" * 64},
+                {
+                    "path": "MLmodel",
+                    "size": 312,
+                    "sha256": "M" * 64,
+                    "downloadUrl": f"{files}/MLmodel",
+                },
+                {
+                    "path": "model.pkl",
+                    "size": 2048,
+                    "sha256": "m" * 64,
+                    "downloadUrl": f"{files}/model.pkl",
+                },
             ],
         },
         {
@@ -276,13 +290,21 @@ async def test_a_page_of_fifty_candidates_costs_the_statements_of_a_page_of_five
             assert all(len(logged["files"]) == 1 for logged in node["loggedModels"])
         seen[size] = queries(statements)
     assert len(seen[5]) == len(seen[50]), seen
-    # The project, the caller's role, the model and the page; then the page's logged
-    # models, and their files and metric points (one statement each, in either order).
-    assert len(seen[50]) == 7, seen[50]
-    assert [_table(statement) for statement in seen[50][4:5]] == ["logged_models"]
-    assert sorted(_table(statement) for statement in seen[50][5:]) == [
+    # The project, the model and the page; then the page's logged models, and their
+    # files, metric points, and the project and model their download URLs name (one
+    # statement each, in any order).
+    assert len(seen[50]) == 8, seen[50]
+    assert [_table(statement) for statement in seen[50][:4]] == [
+        "projects",
+        "models",
+        "candidates",
+        "logged_models",
+    ]
+    assert sorted(_table(statement) for statement in seen[50][4:]) == [
         "candidate_metrics",
+        "models",
         "package_files",
+        "projects",
     ]
 
 

@@ -1,8 +1,10 @@
 """GraphQL subscriptions over graphql-transport-ws against live `modelreg serve`
 processes, with a real websocket client: a candidate's metrics as the `mlflow` client
 logs them, in one process (in-process events) and across two processes sharing
-PostgreSQL and Redis; a job's progress as a `modelreg worker` runs it; and who may
-subscribe (token in connection_init, cookie from our own origin only)."""
+PostgreSQL and Redis; a job's progress as a `modelreg worker` runs it; who may
+subscribe (token in connection_init, cookie from our own origin only); a subscription
+ended by its caller's lost access (token revoked, member removed, signed out); and the
+connection limits per caller and per process (4429)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from app.services import candidates, models, projects
 from app.services.actor import OPERATOR
 from app.services.candidates import CandidateChange, MetricPoint
 from tests.conftest import copy_postgres_template
-from tests.live_server import LiveServer, live_server
+from tests.live_server import LiveServer, copy_sqlite, live_server
 from tests.services import spawn, stop_process
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
@@ -448,3 +450,201 @@ async def test_a_subscription_to_an_id_of_another_type_is_a_validation_error(
         "next",
         [{"code": "VALIDATION_ERROR", "field": "id"}],
     )
+
+
+# --- losing access ends a subscription ---------------------------------------------------
+
+_watchers = itertools.count(1)
+
+
+def _watcher(server: LiveServer, project: str) -> tuple[str, str, int]:
+    """A new user with the REPORTER role in `project`: (username, token secret, token id)."""
+    username = f"watcher{next(_watchers)}"
+    server.ask(
+        "mutation($u: String!) { userCreate(input: {username: $u}) { __typename } }", u=username
+    )
+    server.ask(
+        """mutation($p: String!, $u: String!) {
+          memberSet(input: {project: $p, username: $u, role: REPORTER}) { __typename } }""",
+        p=project,
+        u=username,
+    )
+    created = server.ask(
+        """mutation($u: String!) { tokenCreate(input: {name: "watch", username: $u}) {
+          ... on CreatedAccessToken { secret token { id } } } }""",
+        u=username,
+    )["tokenCreate"]
+    return username, created["secret"], created["token"]["id"]
+
+
+def _signed_in(server: LiveServer, token: str) -> dict[str, str]:
+    """The session and CSRF cookies of a browser that signed in with `token`."""
+    response = httpx.post(
+        f"{server.url}/sign-in",
+        json={"token": token},
+        headers={"Accept": "application/json"},
+        timeout=WAIT_SECONDS,
+    )
+    assert response.status_code == 200, response.text
+    return {name: response.cookies[name] for name in ("modelreg_session", "modelreg_csrf")}
+
+
+def _sign_out(server: LiveServer, cookies: dict[str, str]) -> None:
+    response = httpx.post(
+        f"{server.url}/sign-out",
+        cookies=cookies,
+        headers={"X-CSRF-Token": cookies["modelreg_csrf"], "Origin": server.url},
+        timeout=WAIT_SECONDS,
+    )
+    assert response.status_code == 204, response.text
+
+
+@pytest.mark.parametrize("loss", ["token revoked", "member removed", "signed out"])
+async def test_a_subscription_ends_with_an_error_once_its_caller_lost_access(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch, loss: str
+) -> None:
+    project = f"private{next(_private_projects)}"
+    server.ask(
+        "mutation($p: String!) { projectCreate(input: {path: $p}) { __typename } }", p=project
+    )
+    username, secret, token_id = _watcher(server, project)
+    with tracking(server, monkeypatch):
+        client = mlflow.MlflowClient(f"{server.url}/projects/{project}/mlflow")
+        run_id = started_run(client, "watched")
+    watched = candidate_id(server, "watched", project=project)
+    cookies = _signed_in(server, secret)
+    if loss == "signed out":
+        cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        opened = connection(server, headers={"Cookie": cookie}, origin=server.url)
+    else:
+        opened = connection(server, {"token": secret})
+
+    async with opened as websocket:
+        await subscribe(websocket, "1", CANDIDATE_UPDATED, id=watched)
+        assert (await next_data(websocket, "1"))["candidateUpdated"]["candidateId"] == watched
+        if loss == "token revoked":
+            server.ask("mutation($id: Int!) { tokenRevoke(id: $id) { __typename } }", id=token_id)
+        elif loss == "member removed":
+            server.ask(
+                """mutation($p: String!, $u: String!) {
+                  memberRemove(input: {project: $p, username: $u}) { __typename } }""",
+                p=project,
+                u=username,
+            )
+        else:
+            _sign_out(server, cookies)
+        with tracking(server, monkeypatch):
+            client.log_metric(run_id, "loss", 0.5, step=1)
+        answer = await receive(websocket)
+        end = await receive(websocket)
+
+    [error] = answer["payload"]["errors"]
+    expected = {
+        "token revoked": ("UNAUTHENTICATED", "the access token has been revoked"),
+        "member removed": ("NOT_FOUND", f"Candidate '{watched}' does not exist"),
+        "signed out": ("UNAUTHENTICATED", "the session has ended; sign in again"),
+    }[loss]
+    assert (answer["type"], answer["payload"]["data"]) == ("next", None)
+    assert (error["extensions"]["code"], error["message"]) == expected
+    assert end == {"id": "1", "type": "complete"}
+
+
+# --- how many connections ----------------------------------------------------------------
+
+
+@pytest.fixture
+def limited_server(sqlite_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """A server holding at most 4 subscription connections, 2 per caller."""
+    with live_server(
+        tmp_path,
+        copy_sqlite(sqlite_template, tmp_path),
+        subscription_connections="4",
+        subscription_connections_per_caller="2",
+    ) as running:
+        yield running
+
+
+async def _refusal(server: LiveServer, payload: dict[str, Any]) -> tuple[int, str]:
+    """The close code and reason of a connection the server refuses at connection_init."""
+    async with connect(websocket_url(server), subprotocols=[PROTOCOL]) as websocket:
+        await send(websocket, {"type": "connection_init", "payload": payload})
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(websocket)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def test_connections_beyond_a_callers_or_the_process_limit_are_closed_with_4429(
+    limited_server: LiveServer,
+) -> None:
+    server = limited_server
+    admin = {"token": server.admin_token}
+    _, other_token, _ = _watcher(server, "default")
+    too_many = (4429, "Too many subscription connections")
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(connection(server, admin))
+        # A third for the same user, with the same token or another, is one too many.
+        assert await _refusal(server, admin) == too_many
+        # Anonymous clients count by address: two more, and the process holds 4.
+        for _ in range(2):
+            await stack.enter_async_context(connection(server))
+        assert await _refusal(server, {}) == too_many
+        # A caller that holds none is refused too: the process is full.
+        assert await _refusal(server, {"token": other_token}) == too_many
+    # Closed connections stop counting (once the server saw them close).
+    for _ in range(100):
+        with contextlib.suppress(ConnectionClosed, AssertionError):
+            async with connection(server, {"token": other_token}) as websocket:
+                await subscribe(websocket, "1", JOB_UPDATED, id=global_id("Job", 1))
+                assert (await receive(websocket))["type"] == "next"
+                break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("closed connections still counted")
+
+
+# --- what an upload's verification works on ---------------------------------------------
+
+UPLOAD_JOBS = """
+query { project(path: "default") { jobs(first: 10) { edges { node { id kind
+  target { __typename ... on ModelVersion { id } ... on Candidate { id } } } } } } }
+"""
+
+
+def _verification_targets(server: LiveServer) -> list[dict[str, Any] | None]:
+    """The targets of the default project's upload verifications, newest first."""
+    edges = server.ask(UPLOAD_JOBS)["project"]["jobs"]["edges"]
+    return [edge["node"]["target"] for edge in edges if edge["node"]["kind"] == "finalize_upload"]
+
+
+def _upload(server: LiveServer, files_url: str) -> None:
+    response = httpx.put(
+        f"{server.url}{files_url}model.pkl",
+        content=b"weights",
+        headers={"Authorization": f"Bearer {server.admin_token}"},
+        timeout=WAIT_SECONDS,
+    )
+    assert response.status_code in (200, 201), response.text
+
+
+def test_an_uploads_verification_job_targets_the_version_or_run_it_verifies(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with tracking(server, monkeypatch) as client:
+        started_run(client, "verified")
+    run = candidate_id(server, "verified")
+    iid = server.ask("query($id: ID!) { node(id: $id) { ... on Candidate { iid } } }", id=run)
+    _upload(
+        server, f"/api/v1/projects/default/packages/ml_models/candidate:{iid['node']['iid']}/files/"
+    )
+    assert _verification_targets(server)[0] == {"__typename": "Candidate", "id": run}
+
+    model = server.ask(CANDIDATES, project="default", name="verified")["project"]["model"]["id"]
+    version = server.ask(
+        """mutation($model: ID!) { modelVersionCreate(input: {modelId: $model}) {
+          ... on ModelVersion { id uploadUrl } } }""",
+        model=model,
+    )["modelVersionCreate"]
+    _upload(server, version["uploadUrl"])
+    assert _verification_targets(server)[0] == {"__typename": "ModelVersion", "id": version["id"]}

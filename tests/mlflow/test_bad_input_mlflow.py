@@ -21,7 +21,13 @@ import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from hypothesis import given
 from hypothesis import strategies as st
-from mlflow.protos import databricks_pb2, mlflow_artifacts_pb2, model_registry_pb2, service_pb2
+from mlflow.protos import (
+    databricks_pb2,
+    mlflow_artifacts_pb2,
+    model_registry_pb2,
+    service_pb2,
+    webhooks_pb2,
+)
 
 from app.mlflow.artifacts import MULTIPART_UNSUPPORTED
 from app.mlflow.routes import ENDPOINTS
@@ -54,7 +60,7 @@ from tests.live_server import LiveServer
 def _schema() -> dict[tuple[str, str], Descriptor]:
     """Each (method, path under /api/2.0) of MLflow's services and its request message."""
     found: dict[tuple[str, str], Descriptor] = {}
-    for module in (service_pb2, model_registry_pb2, mlflow_artifacts_pb2):
+    for module in (service_pb2, model_registry_pb2, mlflow_artifacts_pb2, webhooks_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 for rpc in method.GetOptions().Extensions[databricks_pb2.rpc].endpoints:

@@ -52,7 +52,8 @@ def test_the_client_reads_the_mlflow_version_whose_api_is_implemented(
     assert info.data["mlflow_version"] == str(version)
     assert info.data["modelreg_version"] == app.__version__
     assert info.data["store_type"] == "SqlStore"
-    assert info.data["workspaces_enabled"] is False
+    # Workspaces are projects (tests/mlflow/test_mlflow_workspaces.py).
+    assert info.data["workspaces_enabled"] is True
     assert info.data["presigned_upload_run_id_supported"] is False
 
     answer = httpx.get(f"{server.url}/version")

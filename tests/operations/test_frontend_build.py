@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.graphql.ide import MANIFEST_NAME, STATIC_DIRECTORY, page_assets
+from app.frontend import MANIFEST_NAME, STATIC_DIRECTORY, page_assets
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 REBUILD = "npm --prefix frontend ci && npm --prefix frontend run build"

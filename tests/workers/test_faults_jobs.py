@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +28,8 @@ from app.services import models
 from app.services.actor import OPERATOR
 from app.settings import Settings
 from app.storage import ArtifactStore
-from tests.services import RedisServer, stop_process
+from tests.services import RedisServer
+from tests.worker_process import STARTUP_SECONDS, worker_process
 from tests.workers.test_destruction import Owned, audit_events, build_model, rows_left, stored_keys
 
 LEASE_SECONDS = 3.0
@@ -40,10 +37,7 @@ SWEEP_SECONDS = 1.0
 REQUEUE_AFTER_SECONDS = 3.0
 # The outage of the issue's report, under which the worker used to exit.
 REDIS_OUTAGE_SECONDS = 15.0
-# A worker process starts within this; a bound plus this is when a test gives up.
-STARTUP_SECONDS = 30.0
-
-_worker_numbers = itertools.count(1)
+# A worker process starts within STARTUP_SECONDS; a bound plus it is when a test gives up.
 
 
 @pytest.fixture
@@ -66,41 +60,22 @@ def settings(database: Database, redis_url: str, tmp_path: Path) -> Settings:
     )
 
 
-@contextlib.contextmanager
-def worker_process(settings: Settings, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A `modelreg worker` process with these settings until the block ends, started and
-    stopped through its process id."""
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("MODELREG_")
-    }
-    environment |= {
-        f"MODELREG_{name.upper()}": str(getattr(settings, name))
-        for name in (
-            "database_url",
-            "redis_url",
-            "artifacts",
-            "job_lease_seconds",
-            "job_poll_interval_seconds",
-            "job_requeue_after_seconds",
-        )
-    }
-    log_path = workdir / f"worker-{next(_worker_numbers)}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("modelreg")), "worker"],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while "Starting worker" not in log_path.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the worker did not start:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield process
-    finally:
-        stop_process(process)
+# What a worker of these tests is given.
+WORKER_SETTINGS = (
+    "database_url",
+    "redis_url",
+    "artifacts",
+    "job_lease_seconds",
+    "job_poll_interval_seconds",
+    "job_requeue_after_seconds",
+)
+
+
+def started_worker(
+    settings: Settings, workdir: Path
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """A `modelreg worker` process with these settings until the block ends."""
+    return worker_process(settings, workdir, WORKER_SETTINGS)
 
 
 async def load_job(database: Database, job_id: int) -> Job:
@@ -157,7 +132,7 @@ async def test_worker_outlives_a_redis_outage_and_runs_what_was_requested_meanwh
         name: await model_to_destroy(database, store, default_project, name)
         for name in ("before", "during", "after")
     }
-    with worker_process(settings, tmp_path) as worker:
+    with started_worker(settings, tmp_path) as worker:
         before = await destroy(database, owned["before"])
         await wait_until_succeeded(database, before.id, STARTUP_SECONDS)
 
@@ -197,7 +172,7 @@ async def test_pushed_job_that_a_redis_restart_lost_is_pushed_again_and_runs(
     redis.stop()
     redis.start()
 
-    with worker_process(settings, tmp_path):
+    with started_worker(settings, tmp_path):
         finished = await wait_until_succeeded(
             database, job.id, REQUEUE_AFTER_SECONDS + SWEEP_SECONDS + STARTUP_SECONDS
         )
@@ -220,7 +195,7 @@ async def test_job_of_a_sigkilled_worker_is_taken_over_and_finished_by_another(
     # One candidate and a few metric rows per step: the deletion takes a while.
     job = await destroy(database, owned, batch_size=1, metric_batch_size=10)
 
-    with worker_process(settings, tmp_path) as first:
+    with started_worker(settings, tmp_path) as first:
         deadline = time.monotonic() + STARTUP_SECONDS
         while (await load_job(database, job.id)).progress.get("candidates", 0) < 3:
             assert time.monotonic() < deadline, "the first worker never got going"
@@ -232,7 +207,7 @@ async def test_job_of_a_sigkilled_worker_is_taken_over_and_finished_by_another(
     assert 3 <= interrupted.progress["candidates"] < 40
     assert interrupted.attempts == 1
 
-    with worker_process(settings, tmp_path):
+    with started_worker(settings, tmp_path):
         finished = await wait_until_succeeded(
             database, job.id, LEASE_SECONDS + SWEEP_SECONDS + STARTUP_SECONDS
         )

@@ -5,8 +5,22 @@ importing this package registers them all and checks that no kind lacks a handle
 """
 
 from workers import registry
-from workers.jobs import destruction, finalize_upload, migrate_package_types, purge_deleted_runs
+from workers.jobs import (
+    destruction,
+    finalize_upload,
+    import_mlflow,
+    migrate_package_types,
+    purge_deleted_runs,
+    webhook_delivery,
+)
 
-__all__ = ["destruction", "finalize_upload", "migrate_package_types", "purge_deleted_runs"]
+__all__ = [
+    "destruction",
+    "finalize_upload",
+    "import_mlflow",
+    "migrate_package_types",
+    "purge_deleted_runs",
+    "webhook_delivery",
+]
 
 registry.require_every_kind()

@@ -1,6 +1,7 @@
-"""`delete_model`, `delete_version` and `delete_candidate`: permanently remove what a
-service marked pending destruction (`models.destroy_model`, `versions.destroy_version`,
-`candidates.destroy_candidate`), with everything it owns.
+"""`delete_model`, `delete_version`, `delete_candidate` and `delete_project`: permanently
+remove what a service marked pending destruction (`models.destroy_model`,
+`versions.destroy_version`, `candidates.destroy_candidate`, `projects.delete_project`
+with `cascade`), with everything it owns.
 
 The work is cut into bounded steps, each in a transaction of its own that also records
 the job's progress, so the counts match what is left even after a crash: metric rows in
@@ -32,6 +33,7 @@ from app.models import (
     ModelVersion,
     Package,
     PackageFile,
+    Project,
 )
 from app.services import audit, jobs, packages
 from workers.context import JobContext
@@ -133,6 +135,16 @@ class Remover:
             self._context.database, self._context.artifacts, late_keys
         )
 
+    async def remove_packages(self, package_ids: list[int]) -> None:
+        """Remove packages no candidate, version or logged model holds (a project's
+        generic packages): their files and objects, then the rows."""
+        await self._remove_files(package_ids)
+        async with self._context.database.session() as session:
+            self.removed["packages"] += await _delete(
+                session, sa.delete(Package).where(Package.id.in_(package_ids))
+            )
+            await self.record_progress(session)
+
     async def _remove_metrics(self, candidate_ids: list[int]) -> None:
         """The candidates' metric history, a chunk per transaction; the rest of what a
         candidate logged is small and goes with its row."""
@@ -226,7 +238,9 @@ async def _delete(session: AsyncSession, statement: sa.Delete) -> int:
     return result.rowcount
 
 
-def _require_pending_destruction(row: Model | ModelVersion | Candidate, label: str) -> None:
+def _require_pending_destruction(
+    row: Project | Model | ModelVersion | Candidate, label: str
+) -> None:
     # Only the destroy services set this state; anything else means a bad payload.
     if row.state is not LifecycleState.PENDING_DESTRUCTION:
         raise RuntimeError(f"{label} is {row.state.value}, not pending destruction")
@@ -310,3 +324,53 @@ async def delete_candidate(context: JobContext, job: Job) -> None:
         )
 
     await remover.remove(Candidate, [candidate_id], finish=record)
+
+
+@handles(jobs.DELETE_PROJECT)
+async def delete_project(context: JobContext, job: Job) -> None:
+    """Remove a project pending destruction: its candidates, versions and logged models
+    (each with their packages) as a model's destruction removes them, then the packages
+    left (generic ones), then the project row, whose models, memberships and webhooks go
+    with it; records a `project.destroyed` audit event with the counts."""
+    project_id = int(job.payload["project_id"])
+    async with context.database.session(read_only=True) as session:
+        project = await session.get(Project, project_id)
+    if project is None:
+        logger.info("job %s: project %s is gone already", job.id, project_id)
+        return
+    _require_pending_destruction(project, f"Project {project_id}")
+    remover = Remover(context, job)
+    for owner in OWNERS:
+        while ids := await remover.next_batch(owner, owner.project_id == project_id):
+            await remover.remove(owner, ids)
+    while package_ids := await _next_packages(context, project_id, remover.batch_size):
+        await remover.remove_packages(package_ids)
+    async with context.database.session() as session:
+        removed = await _delete(
+            session,
+            sa.delete(Project).where(
+                Project.id == project_id, Project.state == LifecycleState.PENDING_DESTRUCTION
+            ),
+        )
+        if removed:
+            await audit.record(
+                session,
+                actor=None,
+                action="project.destroyed",
+                target=project,
+                project_id=project_id,
+                details={"path": job.payload.get("path"), "job_id": job.id, **remover.removed},
+            )
+    await remover.save_progress()
+    logger.info("job %s: destroyed project %s: %s", job.id, project_id, remover.removed)
+
+
+async def _next_packages(context: JobContext, project_id: int, limit: int) -> list[int]:
+    async with context.database.session(read_only=True) as session:
+        rows = await session.scalars(
+            sa.select(Package.id)
+            .where(Package.project_id == project_id)
+            .order_by(Package.id)
+            .limit(limit)
+        )
+        return list(rows)

@@ -6,6 +6,7 @@ import strawberry
 
 from app.graphql.mutations import (
     candidates,
+    importing,
     metadata,
     models,
     packages,
@@ -13,6 +14,7 @@ from app.graphql.mutations import (
     tokens,
     users,
     versions,
+    webhooks,
 )
 
 
@@ -21,6 +23,8 @@ class Mutation:
     user_create = strawberry.mutation(resolver=users.user_create)
     project_create = strawberry.mutation(resolver=projects.project_create)
     project_update = strawberry.mutation(resolver=projects.project_update)
+    project_delete = strawberry.mutation(resolver=projects.project_delete)
+    project_import_mlflow = strawberry.mutation(resolver=importing.project_import_mlflow)
     member_set = strawberry.mutation(resolver=projects.member_set)
     member_remove = strawberry.mutation(resolver=projects.member_remove)
     token_create = strawberry.mutation(resolver=tokens.token_create)
@@ -39,3 +43,8 @@ class Mutation:
     candidate_log_metrics = strawberry.mutation(resolver=candidates.candidate_log_metrics)
     package_types_migrate = strawberry.mutation(resolver=packages.package_types_migrate)
     metadata_delete = strawberry.mutation(resolver=metadata.metadata_delete)
+    webhook_create = strawberry.mutation(resolver=webhooks.webhook_create)
+    webhook_update = strawberry.mutation(resolver=webhooks.webhook_update)
+    webhook_delete = strawberry.mutation(resolver=webhooks.webhook_delete)
+    webhook_test = strawberry.mutation(resolver=webhooks.webhook_test)
+    webhook_delivery_redeliver = strawberry.mutation(resolver=webhooks.webhook_delivery_redeliver)

@@ -8,6 +8,7 @@ import strawberry
 
 from app.graphql.context import Info
 from app.graphql.errors import ConflictError, NotFoundError, PermissionError, ValidationError
+from app.graphql.types.jobs import Job, JobStarted
 from app.graphql.types.projects import Member, Project
 from app.graphql.types.users import User
 from app.models import Role, Visibility
@@ -16,6 +17,10 @@ from app.services import policy, projects, users
 ProjectResult = Annotated[
     Project | ValidationError | ConflictError | NotFoundError | PermissionError,
     strawberry.union("ProjectResult"),
+]
+ProjectDeleteResult = Annotated[
+    JobStarted | ValidationError | NotFoundError | PermissionError,
+    strawberry.union("ProjectDeleteResult"),
 ]
 MemberResult = Annotated[
     Member | ValidationError | NotFoundError | PermissionError,
@@ -49,6 +54,11 @@ class ProjectUpdateInput:
     name: str | None = None
     description: str | None = None
     visibility: Visibility | None = None
+
+
+@strawberry.input
+class ProjectDeleteInput:
+    path: str
 
 
 @strawberry.input
@@ -94,6 +104,17 @@ async def project_update(info: Info, input: ProjectUpdateInput) -> ProjectResult
             visibility=input.visibility,
         )
     return Project.from_row(row)
+
+
+async def project_delete(info: Info, input: ProjectDeleteInput) -> ProjectDeleteResult:
+    """Delete a project with everything in it (owners; MLflow's CASCADE deletion of a
+    workspace): it is gone from every read and its path is free at once, and the returned
+    job removes its models, runs, packages and artifacts in the background."""
+    actor = info.context.actor
+    async with info.context.database.session() as session:
+        row = await projects.find_project(session, actor=actor, path=input.path)
+        job = await projects.delete_project(session, project=row, actor=actor, cascade=True)
+    return JobStarted(job=Job.from_row(job))
 
 
 async def member_set(info: Info, input: MemberSetInput) -> MemberResult:

@@ -7,9 +7,13 @@ paths keep (app/services/candidate_keys.py), never by scanning candidates.
 `Candidate.metricHistories`: several metric series of one candidate, each cut down to
 at most `maxPoints` values as MLflow's get-history-bulk-interval cuts them (first and
 last kept; app/services/candidates.py `sample_histories`), as parallel arrays rather
-than edges. Values are `MetricValue`s, MLflow's JSON for doubles: a number, or one of
-the strings "NaN", "Infinity", "-Infinity" (GraphQL's Float holds none of them;
-JavaScript's `Number(value)` reads all four forms). Timestamps are MLflow's
+than edges. A history logged at consecutive steps (a training loop's) is read by index
+seeks of its kept steps alone, whatever its length; any other numbers its points.
+The arrays are scalars (`LongArray`, `MetricValueArray`: the same JSON arrays, serialized
+at once rather than item by item). Values are as `MetricValue` writes MLflow's JSON for
+doubles: a number, or one of the strings
+"NaN", "Infinity", "-Infinity" (GraphQL's Float holds none of them; JavaScript's
+`Number(value)` reads all four forms). Timestamps are MLflow's
 milliseconds. Asked through `nodes(ids)` for several candidates, the series are read by
 one per-request loader: one statement per distinct set of arguments, whatever the
 number of candidates. Bounds, each refused as a VALIDATION_ERROR on the field: 20 names,
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import strawberry
 
-from app.graphql.types.common import Long, MetricValue
+from app.graphql.types.common import LongArray, MetricValueArray
 from app.services.candidate_keys import CandidateKeys as KeysOfModel
 from app.services.candidates import MetricPoint
 
@@ -44,15 +48,15 @@ class CandidateKeys:
 )
 class MetricSeries:
     name: str
-    steps: list[Long]
-    values: list[MetricValue]
-    timestamps: list[Long] = strawberry.field(description="Milliseconds since the epoch.")
+    steps: LongArray
+    values: MetricValueArray
+    timestamps: LongArray = strawberry.field(description="Milliseconds since the epoch.")
 
     @classmethod
     def from_points(cls, name: str, points: list[MetricPoint]) -> MetricSeries:
         return cls(
             name=name,
-            steps=[Long(point.step) for point in points],
-            values=[MetricValue(point.value) for point in points],
-            timestamps=[Long(point.timestamp) for point in points],
+            steps=LongArray([point.step for point in points]),
+            values=MetricValueArray([point.value for point in points]),
+            timestamps=LongArray([point.timestamp for point in points]),
         )

@@ -3,9 +3,10 @@
 A job's `target` is the object it works on, while the caller may read it: the model,
 version or candidate a deletion removes (null as soon as the deletion is asked for: the
 object is gone from every read at once), the project a package type migration works
-through (null for one of every project), nothing for a purge of deleted runs or an
-upload's verification. Its `progress` counts what is done, with `total` where the job
-knows it up front, beside the job's own `details`:
+through (null for one of every project), the version or candidate whose package an
+upload's verification checks (for a logged model's package, the candidate that logged
+it), nothing for a purge of deleted runs. Its `progress` counts what is done, with
+`total` where the job knows it up front, beside the job's own `details`:
 
 - ``delete_model``, ``delete_version``, ``delete_candidate``: rows removed (candidates,
   versions, logged models, metric values and files); no total, since counting millions of
@@ -13,6 +14,9 @@ knows it up front, beside the job's own `details`:
 - ``purge_deleted_runs``: candidates purged; no total;
 - ``migrate_package_types``: packages migrated or skipped; no total;
 - ``finalize_upload``: one file, total 1, done once the job finished.
+- ``import_mlflow``: the units of the import's phases started so far (experiments, runs,
+  logged models, artifact owners, registered models, deleted experiments); `details`
+  has each phase's counts and bytes, and once it ended the summary of what it wrote.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class JobProgress:
             done = int(recorded.get("purged", 0))
         elif row.kind == jobs.MIGRATE_PACKAGE_TYPES:
             done = int(recorded.get("migrated", 0)) + int(recorded.get("skipped", 0))
+        elif row.kind == jobs.IMPORT_MLFLOW:
+            phases = dict(recorded.get("phases") or {}).values()
+            done = sum(int(phase["done"]) for phase in phases)
+            total = sum(int(phase["total"]) for phase in phases)
         elif row.kind == jobs.FINALIZE_UPLOAD:
             finished = row.status in (models.JobStatus.SUCCEEDED, models.JobStatus.FAILED)
             done, total = int(finished), 1
@@ -134,6 +142,15 @@ class Job(relay.Node):
             node_ids = [str(payload["project_id"])]
             [project] = await Project.resolve_nodes(info=info, node_ids=node_ids)
             return project
+        if kind == jobs.FINALIZE_UPLOAD and "package_id" in payload:
+            async with info.context.database.session(read_only=True) as session:
+                holder = await jobs.package_holder(session, package_id=payload["package_id"])
+            if isinstance(holder, models.ModelVersion):
+                [version] = await ModelVersion.resolve_nodes(info=info, node_ids=[str(holder.id)])
+                return version
+            if holder is not None:
+                [candidate] = await Candidate.resolve_nodes(info=info, node_ids=[str(holder.id)])
+                return candidate
         return None
 
 

@@ -10,6 +10,7 @@ import enum
 import strawberry
 
 from app import models
+from app.external_urls import logged_model_file_url
 from app.graphql.context import Info
 from app.graphql.types.candidates import Metric
 from app.graphql.types.common import KeyValue, Long
@@ -48,6 +49,9 @@ class LoggedModelFile:
     path: str
     size: Long
     sha256: str | None
+    download_url: str = strawberry.field(
+        description="Where the file downloads from: MLflow's artifact proxy of its project."
+    )
 
 
 @strawberry.type(description="A model logged by a run (MLflow 3's logged model).")
@@ -94,6 +98,18 @@ class LoggedModel:
         if self.row.package_id is None:
             return []
         rows = await info.context.loaders.package_files.load(self.row.package_id)
+        project = await info.context.loaders.project.load(self.row.project_id)
+        model = await info.context.loaders.model.load(self.row.model_id)
+        assert project is not None and model is not None
+        request = info.context.request
         return [
-            LoggedModelFile(path=row.path, size=Long(row.size), sha256=row.sha256) for row in rows
+            LoggedModelFile(
+                path=row.path,
+                size=Long(row.size),
+                sha256=row.sha256,
+                download_url=logged_model_file_url(
+                    request, project.path, model.iid, self.row.eid, row.path
+                ),
+            )
+            for row in rows
         ]

@@ -12,7 +12,7 @@ from strawberry import relay
 from strawberry.scalars import JSON
 
 from app import models, web_paths
-from app.errors import NotFoundError
+from app.errors import InvalidValueError, NotFoundError
 from app.external_urls import file_url, logged_model_file_url
 from app.graphql import connections
 from app.graphql.connections import Connection
@@ -377,11 +377,18 @@ class Model(relay.Node):
         return ModelVersion.from_row(row) if row is not None else None
 
     @strawberry.field
-    async def version(self, info: Info, version: str) -> ModelVersion | None:
-        """A version by its semver, e.g. 1.2.0."""
+    async def version(
+        self, info: Info, version: str | None = None, number: int | None = None
+    ) -> ModelVersion | None:
+        """A version by its semver (e.g. 1.2.0) or its number (MLflow's version): exactly
+        one."""
+        if (version is None) == (number is None):
+            raise InvalidValueError("Pass exactly one of `version` and `number`", field="version")
         async with info.context.database.session(read_only=True) as session:
             try:
-                row = await versions.get_version(session, model=self.row, version=version)
+                row = await versions.get_version(
+                    session, model=self.row, version=version, number=number
+                )
             except NotFoundError:
                 return None
         return ModelVersion.from_row(row)

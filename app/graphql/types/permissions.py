@@ -39,6 +39,9 @@ class ProjectPermissions:
     change_visibility: bool = _flag(
         Operation.CHANGE_VISIBILITY, "make the project public or private"
     )
+    manage_webhooks: bool = _flag(
+        Operation.MANAGE_WEBHOOKS, "see, create, change, test and delete webhooks"
+    )
 
 
 @strawberry.type(description="What the caller may do with a model.")

@@ -29,7 +29,8 @@ from app.graphql.types.jobs import Job
 from app.graphql.types.models import Model
 from app.graphql.types.permissions import ProjectPermissions, permissions
 from app.graphql.types.users import User
-from app.services import candidates, jobs, keyset, policy, projects
+from app.graphql.types.webhooks import Webhook
+from app.services import candidates, jobs, keyset, policy, projects, webhooks
 from app.services import models as model_service
 from app.services.models import ModelSort
 from app.web_paths import project_page
@@ -54,7 +55,10 @@ class Member:
         return strawberry.ID(f"Member:{self.project_id}:{self.user.user_id}")
 
 
-@strawberry.type
+@strawberry.type(
+    description="A project: what MLflow calls a workspace. Its path is the workspace's name "
+    "(`mlflow.set_workspace(path)`), and `default` is MLflow's default workspace."
+)
 class Project(relay.Node):
     id: relay.NodeID[int]
     path: str
@@ -111,6 +115,15 @@ class Project(relay.Node):
         return connections.connection(page, Job.from_row)
 
     @strawberry.field
+    async def webhooks(self, info: Info) -> list[Webhook] | None:
+        """The project's webhooks, oldest first (maintainers may see them)."""
+        async with info.context.database.session(read_only=True) as session:
+            found, _ = await webhooks.list_webhooks(
+                session, project=self.row, actor=info.context.actor
+            )
+        return [Webhook.from_row(row) for row in found]
+
+    @strawberry.field
     async def viewer_role(self, info: Info) -> rows.Role | None:
         """The caller's role in this project, if they are a member."""
         async with info.context.database.session(read_only=True) as session:
@@ -152,11 +165,24 @@ class Project(relay.Node):
         return connections.connection(page, Model.from_row)
 
     @strawberry.field
-    async def model(self, info: Info, name: str) -> Model | None:
-        """A model by its name (slug)."""
+    async def model(
+        self,
+        info: Info,
+        name: str | None = None,
+        iid: int | None = None,
+        display_name: str | None = None,
+    ) -> Model | None:
+        """A model by its name (slug), its iid (MLflow's experiment id) or its display name
+        (MLflow's registered model name): exactly one of them."""
+        if [name, iid, display_name].count(None) != 2:
+            raise InvalidValueError(
+                "Pass exactly one of `name`, `iid` and `displayName`", field="name"
+            )
         async with info.context.database.session(read_only=True) as session:
             try:
-                row = await model_service.get_model(session, project=self.row, name=name)
+                row = await model_service.get_model(
+                    session, project=self.row, name=name, iid=iid, display_name=display_name
+                )
             except NotFoundError:
                 return None
         return Model.from_row(row)
