@@ -238,6 +238,39 @@ async def _delete(session: AsyncSession, statement: sa.Delete) -> int:
     return result.rowcount
 
 
+async def _destroy_last(
+    context: JobContext,
+    job: Job,
+    remover: Remover,
+    row: Model | Project,
+    *,
+    action: str,
+    **details: Any,
+) -> None:
+    """Delete the model or project whose contents `remover` removed, if it is still
+    pending destruction, with its audit event in the same transaction (so it is written
+    once, whatever retries came before), then save the job's final progress."""
+    table = type(row)
+    project_id = row.id if isinstance(row, Project) else row.project_id
+    async with context.database.session() as session:
+        removed = await _delete(
+            session,
+            sa.delete(table).where(
+                table.id == row.id, table.state == LifecycleState.PENDING_DESTRUCTION
+            ),
+        )
+        if removed:
+            await audit.record(
+                session,
+                actor=None,
+                action=action,
+                target=row,
+                project_id=project_id,
+                details={**details, "job_id": job.id, **remover.removed},
+            )
+    await remover.save_progress()
+
+
 def _require_pending_destruction(
     row: Project | Model | ModelVersion | Candidate, label: str
 ) -> None:
@@ -262,22 +295,9 @@ async def delete_model(context: JobContext, job: Job) -> None:
     for owner in OWNERS:
         while ids := await remover.next_batch(owner, owner.model_id == model_id):
             await remover.remove(owner, ids)
-    async with context.database.session() as session:
-        removed = await _delete(
-            session,
-            sa.delete(Model).where(
-                Model.id == model_id, Model.state == LifecycleState.PENDING_DESTRUCTION
-            ),
-        )
-        if removed:
-            await audit.record(
-                session,
-                actor=None,
-                action="model.destroyed",
-                target=model,
-                details={"name": job.payload.get("name"), "job_id": job.id, **remover.removed},
-            )
-    await remover.save_progress()
+    await _destroy_last(
+        context, job, remover, model, action="model.destroyed", name=job.payload.get("name")
+    )
     logger.info("job %s: destroyed model %s: %s", job.id, model_id, remover.removed)
 
 
@@ -345,23 +365,9 @@ async def delete_project(context: JobContext, job: Job) -> None:
             await remover.remove(owner, ids)
     while package_ids := await _next_packages(context, project_id, remover.batch_size):
         await remover.remove_packages(package_ids)
-    async with context.database.session() as session:
-        removed = await _delete(
-            session,
-            sa.delete(Project).where(
-                Project.id == project_id, Project.state == LifecycleState.PENDING_DESTRUCTION
-            ),
-        )
-        if removed:
-            await audit.record(
-                session,
-                actor=None,
-                action="project.destroyed",
-                target=project,
-                project_id=project_id,
-                details={"path": job.payload.get("path"), "job_id": job.id, **remover.removed},
-            )
-    await remover.save_progress()
+    await _destroy_last(
+        context, job, remover, project, action="project.destroyed", path=job.payload.get("path")
+    )
     logger.info("job %s: destroyed project %s: %s", job.id, project_id, remover.removed)
 
 
