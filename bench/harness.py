@@ -21,8 +21,9 @@ from typing import Any
 from bench import report, servers
 from bench.servers import REPO, ForeignLoad, Server
 from bench.workload import Config, Result, Workload, client_environment, operations
+from tests.services import RedisServer
 
-ALL_SERVERS = ["floor", "mlflow", "fasttrackml", "modelreg-sqlite", "modelreg-pg"]
+ALL_SERVERS = ["floor", "mlflow", "fasttrackml", "modelreg-sqlite", "modelreg-pg", "modelreg-pg-2"]
 
 # The MLflow client: long transfers, few retries (a failure shows instead of hiding).
 CLIENT_ENVIRONMENT = {
@@ -145,6 +146,18 @@ def start(key: str, args: argparse.Namespace, workdir: Path) -> Iterator[Started
         ):
             server.details["postgresql"] = postgres.version
             yield Started(server, postgres.url, (postgres.pid,))
+    elif key == "modelreg-pg-2":
+        # Two API processes, as `modelreg serve --workers 2` runs them; they share jobs and
+        # events through Redis. The scale rows stay with modelreg-pg (no database_url).
+        with (
+            servers.postgres_server(workdir) as postgres,
+            RedisServer(workdir) as redis,
+            servers.modelreg_server(
+                workdir, key, postgres.url, workers=2, redis_url=redis.url
+            ) as server,
+        ):
+            server.details["postgresql"] = postgres.version
+            yield Started(server, None, (postgres.pid, *([redis.pid] if redis.pid else [])))
     else:
         raise ValueError(f"unknown server '{key}'")
 

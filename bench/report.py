@@ -10,13 +10,14 @@ from typing import Any
 
 from bench.workload import Operation, Result
 
-SERVER_ORDER = ["floor", "mlflow", "fasttrackml", "modelreg-sqlite", "modelreg-pg"]
+SERVER_ORDER = ["floor", "mlflow", "fasttrackml", "modelreg-sqlite", "modelreg-pg", "modelreg-pg-2"]
 SERVER_TITLES = {
     "floor": "floor",
     "mlflow": "MLflow",
     "fasttrackml": "FastTrackML",
     "modelreg-sqlite": "modelreg sqlite",
     "modelreg-pg": "modelreg pg",
+    "modelreg-pg-2": "modelreg pg x2",
 }
 MODELREG = ["modelreg-sqlite", "modelreg-pg"]
 BASELINES = ["mlflow", "fasttrackml", "floor"]

@@ -249,8 +249,16 @@ def _modelreg_version() -> str:
 
 
 @contextlib.contextmanager
-def modelreg_server(workdir: Path, key: str, database_url: str | None) -> Iterator[Server]:
-    """`modelreg serve` from the repository's venv; embedded SQLite unless `database_url`."""
+def modelreg_server(
+    workdir: Path,
+    key: str,
+    database_url: str | None,
+    *,
+    workers: int = 1,
+    redis_url: str | None = None,
+) -> Iterator[Server]:
+    """`modelreg serve` from the repository's venv; embedded SQLite unless `database_url`;
+    `workers` processes (more than one needs PostgreSQL and `redis_url`)."""
     data = workdir / f"{key}-data"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -262,10 +270,16 @@ def modelreg_server(workdir: Path, key: str, database_url: str | None) -> Iterat
     }
     if database_url:
         settings["MODELREG_DATABASE_URL"] = database_url
-    command = [str(REPO_VENV / "bin/modelreg"), "serve", "--host", LOOPBACK, "--port", str(port)]
+    if redis_url:
+        settings["MODELREG_REDIS_URL"] = redis_url
+    command = [
+        str(REPO_VENV / "bin/modelreg"),
+        "serve",
+        *("--host", LOOPBACK, "--port", str(port), "--workers", str(workers)),
+    ]
     process = _spawn(command, log_path, cwd=data, env=_environment(settings))
     with _serving(key, process, log_path, lambda: answers(f"{url}/readyz", status=200)):
-        details = {"backend": "postgresql" if database_url else "sqlite"}
+        details = {"backend": "postgresql" if database_url else "sqlite", "workers": str(workers)}
         if database_url:
             details["database_url"] = database_url
         yield Server(

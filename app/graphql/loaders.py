@@ -138,6 +138,10 @@ class Loaders:
         self.latest_metrics: DataLoader[int, list[MetricPoint]] = loader(
             lambda s, ids: candidates.get_latest_metrics_of(s, candidate_ids=ids), no_metrics
         )
+        # Keyed by (candidate id, names), as params_named.
+        self.latest_metrics_named: DataLoader[tuple[int, tuple[str, ...]], list[MetricPoint]] = (
+            loader(lambda s, asked: candidates.latest_metrics_named(s, asked=asked), no_metrics)
+        )
         self.candidate_keys: DataLoader[int, CandidateKeys] = loader(
             lambda s, ids: candidate_keys.keys_of_models(s, model_ids=ids), CandidateKeys()
         )

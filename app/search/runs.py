@@ -22,6 +22,7 @@ from app.models import (
     CandidateLatestMetric,
     CandidateMetadata,
     CandidateParam,
+    LifecycleState,
     User,
 )
 from app.search.grammar import (
@@ -203,10 +204,11 @@ def _run_name_condition(op: str, value: Value) -> sa.ColumnElement[bool]:
 
 def _metric_condition(key: str, op: str, value: float) -> sa.ColumnElement[bool]:
     metric = CandidateLatestMetric
+    # By candidate alone: the primary key (candidate_id, name) answers it in one probe.
+    # Tying metric.model_id to the candidate's would let PostgreSQL, misled by statistics
+    # older than a model's runs, rescan the model's index entries once per candidate.
     return sa.exists().where(
         metric.candidate_id == Candidate.id,
-        # Lets PostgreSQL drive the search from the (model_id, name, value) index.
-        metric.model_id == Candidate.model_id,
         metric.name == key,
         metric_value_condition(metric.value, metric.is_nan, op, value),
     )
@@ -256,33 +258,50 @@ def compile_run_order_by(order_by: Sequence[str] | None) -> list[sa.ColumnElemen
 
 
 async def fetch_runs(
-    session: AsyncSession, query: sa.Select[Any], order_by: Sequence[str] | None, page: Page
+    session: AsyncSession,
+    *,
+    model_ids: Sequence[int],
+    states: Sequence[LifecycleState],
+    conditions: Sequence[sa.ColumnElement[bool]],
+    order_by: Sequence[str] | None,
+    page: Page,
 ) -> list[Candidate]:
-    """A page of `query` (candidates, filtered, unordered) in MLflow's run order.
+    """A page of the candidates of `model_ids` in `states` meeting `conditions`, in
+    MLflow's run order.
 
     Ordered by a metric first, the page is read in two parts, so that PostgreSQL walks
     the (model_id, name, value) index of latest metrics and stops after the page instead
     of sorting every matching candidate: first the candidates holding a number for the
     metric, by value; only when the page reaches past them, the rest (NaN, then
-    missing), which is what `compile_run_order_by` orders after the numbers anyway."""
+    missing), which is what `compile_run_order_by` orders after the numbers anyway.
+
+    The plan must not depend on how fresh PostgreSQL's statistics are: right after a
+    sweep logged a model's runs they still count none, and a plan costed on that rescans
+    the model's rows once per row. So the walk names the models on the metric's index
+    alone and reaches each candidate by its primary key; the candidate's own model_id
+    (equal to the metric's) is left out, since it would offer the rescan again."""
     orders = compile_run_order_by(order_by)
     parsed = parse_order_by(order_by, RUN_SEARCH)
+    in_scope = (Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *conditions)
+    query = sa.select(Candidate).where(*in_scope)
     if not parsed or parsed[0].entity != "metric":
         return list(await session.scalars(page.of(query.order_by(*orders))))
     leading = parsed[0]
     metric = aliased(CandidateLatestMetric)
     valued = sa.and_(
         metric.candidate_id == Candidate.id,
-        metric.model_id == Candidate.model_id,
         metric.name == leading.key,
         metric.value.is_not(None),
+    )
+    numbered = (
+        sa.select(Candidate)
+        .join(metric, valued)
+        .where(metric.model_id.in_(model_ids), Candidate.state.in_(states), *conditions)
     )
     by_value = metric.value.asc() if leading.ascending else metric.value.desc()
     # compile_run_order_by gives a metric two clauses (rank, value); the tie-breakers follow.
     tie_breakers = orders[2:]
-    numbers = list(
-        await session.scalars(page.of(query.join(metric, valued).order_by(by_value, *tie_breakers)))
-    )
+    numbers = list(await session.scalars(page.of(numbered.order_by(by_value, *tie_breakers))))
     wanted = page.size + 1
     if len(numbers) >= wanted:
         return numbers
@@ -290,10 +309,7 @@ async def fetch_runs(
         valued_count = page.offset + len(numbers)
     else:  # the page starts past the numbers: how far past?
         valued_count = (
-            await session.scalar(
-                sa.select(sa.func.count()).select_from(query.join(metric, valued).subquery())
-            )
-            or 0
+            await session.scalar(sa.select(sa.func.count()).select_from(numbered.subquery())) or 0
         )
     rest = query.where(~sa.exists().where(valued)).order_by(*orders)
     skipped = max(0, page.offset - valued_count)

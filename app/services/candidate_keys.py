@@ -19,13 +19,14 @@ candidates as at 100.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import insert_with_conflicts
+from app.db import insert_for
 from app.models import ModelCandidateKey
 
 SYSTEM_TAG_PREFIX = "mlflow."
@@ -66,9 +67,14 @@ async def record(
     ]
     if not rows:
         return
-    statement = insert_with_conflicts(session, ModelCandidateKey)
-    await session.execute(
-        statement.on_conflict_do_nothing(index_elements=["model_id", "kind", "name"]), rows
+    await session.execute(_insert_new_keys(session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _insert_new_keys(dialect: str) -> sa.Insert:
+    """Every logged batch records its names: built once (see `app.db`)."""
+    return insert_for(dialect, ModelCandidateKey).on_conflict_do_nothing(
+        index_elements=["model_id", "kind", "name"]
     )
 
 

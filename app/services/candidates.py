@@ -8,20 +8,21 @@ job, bootstrap) passes `OPERATOR`."""
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app import events
-from app.db import insert_with_conflicts, rows_by_id, utcnow
+from app.db import insert_for, insert_with_conflicts, rows_by_id, utcnow
 from app.errors import AlreadyExistsError, InvalidValueError, NotFoundError
 from app.models import (
     Candidate,
@@ -203,6 +204,23 @@ async def _check_free_eid(session: AsyncSession, eid: str) -> None:
         raise AlreadyExistsError(f"A run with id '{eid}' already exists", field="run_id")
 
 
+@functools.cache
+def _candidate_lookup(by: Literal["eid", "iid"], include_deleted: bool) -> sa.Select[Any]:
+    """Nearly every MLflow call of a training script looks its run up: built once per
+    shape (see `app.db`). Whether a webhook watches metric thresholds comes with the
+    row: logging a metric, the usual next step, then reads nothing more for webhooks
+    when none does."""
+    states = VISIBLE_STATES if include_deleted else (LifecycleState.ACTIVE,)
+    column = Candidate.eid if by == "eid" else Candidate.iid
+    return webhooks.with_crossing_hook(
+        sa.select(Candidate).where(
+            Candidate.project_id == sa.bindparam("project_id"),
+            column == sa.bindparam("key"),
+            Candidate.state.in_(states),
+        )
+    )
+
+
 async def get_candidate(
     session: AsyncSession,
     *,
@@ -212,18 +230,17 @@ async def get_candidate(
     include_deleted: bool = False,
 ) -> Candidate:
     """A candidate of the project by its external id (MLflow run id) or iid."""
-    query = sa.select(Candidate).where(Candidate.project_id == project.id)
+    key: str | int
     if eid is not None:
-        query = query.where(Candidate.eid == eid)
+        by, key = "eid", eid
     elif iid is not None:
-        query = query.where(Candidate.iid == iid)
+        by, key = "iid", iid
     else:
         raise InvalidValueError("a candidate is looked up by eid or iid")
-    states = VISIBLE_STATES if include_deleted else (LifecycleState.ACTIVE,)
-    # Whether a webhook watches metric thresholds comes with the row: logging a metric,
-    # the usual next step, then reads nothing more for webhooks when none does.
     found = (
-        await session.execute(webhooks.with_crossing_hook(query.where(Candidate.state.in_(states))))
+        await session.execute(
+            _candidate_lookup(by, include_deleted), {"project_id": project.id, "key": key}
+        )
     ).first()
     if found is None:
         raise NotFoundError(f"Candidate '{eid if eid is not None else iid}' does not exist")
@@ -509,20 +526,9 @@ async def _write_metrics(
         known = unique_points.get(point.identity)
         if known is None or (known.logged_model_eid is None and point.logged_model_eid):
             unique_points[point.identity] = point
-    history = insert_with_conflicts(session, CandidateMetric)
-    stored = CandidateMetric.__table__.c
+    history, latest_values = _metric_upserts(session.get_bind().dialect.name)
     await session.execute(
-        history.on_conflict_do_update(
-            index_elements=["candidate_id", "name", "step", "timestamp", "value", "is_nan"],
-            set_={
-                "logged_model_eid": history.excluded.logged_model_eid,
-                "dataset_name": history.excluded.dataset_name,
-                "dataset_digest": history.excluded.dataset_digest,
-            },
-            where=sa.and_(
-                stored.logged_model_eid.is_(None), history.excluded.logged_model_eid.is_not(None)
-            ),
-        ),
+        history,
         [
             {
                 "candidate_id": candidate.id,
@@ -546,37 +552,8 @@ async def _write_metrics(
     steps: dict[str, list[int]] = {}
     for name, step, *_ in unique_points:
         steps.setdefault(name, []).append(step)
-    statement = insert_with_conflicts(session, CandidateLatestMetric)
-    table = CandidateLatestMetric.__table__.c
-    excluded = statement.excluded
-    # The same order as _is_later; a NaN value compares as unknown, so it never wins a tie.
-    is_later = sa.tuple_(excluded.step, excluded.timestamp, excluded.value) > sa.tuple_(
-        table.step, table.timestamp, table.value
-    )
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["candidate_id", "name"],
-            set_={
-                **{
-                    column: sa.case((is_later, excluded[column]), else_=table[column])
-                    for column in ("value", "is_nan", "step", "timestamp")
-                },
-                "first_step": sa.case(
-                    (excluded.first_step < table.first_step, excluded.first_step),
-                    else_=table.first_step,
-                ),
-                # Still dense only when this batch is, and starts right after the last step.
-                # (CASE keeps `first_step - 1` from being computed at the lowest step.)
-                "dense_steps": sa.and_(
-                    table.dense_steps,
-                    excluded.dense_steps,
-                    sa.case(
-                        (excluded.first_step > table.step, excluded.first_step - 1 == table.step),
-                        else_=sa.false(),
-                    ),
-                ),
-            },
-        ),
+        latest_values,
         [
             {
                 "candidate_id": candidate.id,
@@ -592,6 +569,57 @@ async def _write_metrics(
             for point in latest.values()
         ],
     )
+
+
+@functools.cache
+def _metric_upserts(dialect: str) -> tuple[sa.Insert, sa.Insert]:
+    """The two statements of `_write_metrics` on `dialect`, built once (see `app.db`):
+    append to the history, keeping a stored point but adding the logged model it lacked;
+    move each latest value forward when the new point is later."""
+    history = insert_for(dialect, CandidateMetric)
+    stored = CandidateMetric.__table__.c
+    history_upsert = history.on_conflict_do_update(
+        index_elements=["candidate_id", "name", "step", "timestamp", "value", "is_nan"],
+        set_={
+            "logged_model_eid": history.excluded.logged_model_eid,
+            "dataset_name": history.excluded.dataset_name,
+            "dataset_digest": history.excluded.dataset_digest,
+        },
+        where=sa.and_(
+            stored.logged_model_eid.is_(None), history.excluded.logged_model_eid.is_not(None)
+        ),
+    )
+    statement = insert_for(dialect, CandidateLatestMetric)
+    table = CandidateLatestMetric.__table__.c
+    excluded = statement.excluded
+    # The same order as _is_later; a NaN value compares as unknown, so it never wins a tie.
+    is_later = sa.tuple_(excluded.step, excluded.timestamp, excluded.value) > sa.tuple_(
+        table.step, table.timestamp, table.value
+    )
+    latest_upsert = statement.on_conflict_do_update(
+        index_elements=["candidate_id", "name"],
+        set_={
+            **{
+                column: sa.case((is_later, excluded[column]), else_=table[column])
+                for column in ("value", "is_nan", "step", "timestamp")
+            },
+            "first_step": sa.case(
+                (excluded.first_step < table.first_step, excluded.first_step),
+                else_=table.first_step,
+            ),
+            # Still dense only when this batch is, and starts right after the last step.
+            # (CASE keeps `first_step - 1` from being computed at the lowest step.)
+            "dense_steps": sa.and_(
+                table.dense_steps,
+                excluded.dense_steps,
+                sa.case(
+                    (excluded.first_step > table.step, excluded.first_step - 1 == table.step),
+                    else_=sa.false(),
+                ),
+            ),
+        },
+    )
+    return history_upsert, latest_upsert
 
 
 def _are_dense(steps: list[int]) -> bool:
@@ -643,20 +671,29 @@ async def get_latest_metrics_of(
     found: dict[int, list[MetricPoint]] = {candidate_id: [] for candidate_id in candidate_ids}
     if not candidate_ids:
         return found
-    rows = await session.execute(
-        sa.select(
-            CandidateLatestMetric.candidate_id,
-            CandidateLatestMetric.value,
-            CandidateLatestMetric.is_nan,
-            CandidateLatestMetric.name,
-            CandidateLatestMetric.step,
-            CandidateLatestMetric.timestamp,
-        )
-        .where(CandidateLatestMetric.candidate_id.in_(candidate_ids))
-        .order_by(CandidateLatestMetric.candidate_id, CandidateLatestMetric.name)
-    )
+    rows = await session.execute(_LATEST_METRICS_OF, {"ids": candidate_ids})
     for candidate_id, value, is_nan, name, step, timestamp in rows:
         found[candidate_id].append(_point(value, is_nan, name, step, timestamp))
+    return found
+
+
+async def latest_metrics_named(
+    session: AsyncSession, *, asked: Collection[tuple[int, tuple[str, ...]]]
+) -> dict[tuple[int, tuple[str, ...]], list[MetricPoint]]:
+    """The latest value of each (candidate id, names) among those names, by name: one
+    statement per distinct set of names, whatever the number of candidates asking."""
+    by_names: dict[tuple[str, ...], list[int]] = {}
+    for candidate_id, names in asked:
+        by_names.setdefault(names, []).append(candidate_id)
+    found: dict[tuple[int, tuple[str, ...]], list[MetricPoint]] = {pair: [] for pair in asked}
+    for names, candidate_ids in by_names.items():
+        if not names:
+            continue
+        rows = await session.execute(
+            _LATEST_METRICS_NAMED, {"ids": candidate_ids, "names": list(names)}
+        )
+        for candidate_id, value, is_nan, name, step, timestamp in rows:
+            found[candidate_id, names].append(_point(value, is_nan, name, step, timestamp))
     return found
 
 
@@ -1060,10 +1097,8 @@ async def get_inputs_of(
     found: dict[int, list[CandidateInput]] = {candidate_id: [] for candidate_id in candidate_ids}
     if not candidate_ids:
         return found
-    query = sa.select(CandidateInput).where(CandidateInput.candidate_id.in_(candidate_ids))
-    if kind is not None:
-        query = query.where(CandidateInput.kind == kind)
-    rows = await session.scalars(query.order_by(CandidateInput.id))
+    query = _INPUTS_OF if kind is None else _INPUTS_OF.where(CandidateInput.kind == kind)
+    rows = await session.scalars(query, {"ids": candidate_ids})
     for row in rows:
         found[row.candidate_id].append(row)
     return found
@@ -1107,8 +1142,35 @@ async def model_iids(session: AsyncSession, *, model_ids: Collection[int]) -> di
     models included."""
     if not model_ids:
         return {}
-    rows = await session.execute(sa.select(Model.id, Model.iid).where(Model.id.in_(model_ids)))
+    rows = await session.execute(_MODEL_IIDS, {"ids": list(model_ids)})
     return {model_id: iid for model_id, iid in rows}
+
+
+# Statements of every run an MLflow call answers with (`app.mlflow.runs.render`),
+# built once (see `app.db`).
+_MODEL_IIDS = sa.select(Model.id, Model.iid).where(
+    Model.id.in_(sa.bindparam("ids", expanding=True))
+)
+_LATEST_METRICS_OF = (
+    sa.select(
+        CandidateLatestMetric.candidate_id,
+        CandidateLatestMetric.value,
+        CandidateLatestMetric.is_nan,
+        CandidateLatestMetric.name,
+        CandidateLatestMetric.step,
+        CandidateLatestMetric.timestamp,
+    )
+    .where(CandidateLatestMetric.candidate_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(CandidateLatestMetric.candidate_id, CandidateLatestMetric.name)
+)
+_LATEST_METRICS_NAMED = _LATEST_METRICS_OF.where(
+    CandidateLatestMetric.name.in_(sa.bindparam("names", expanding=True))
+)
+_INPUTS_OF = (
+    sa.select(CandidateInput)
+    .where(CandidateInput.candidate_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(CandidateInput.id)
+)
 
 
 async def eids_of(session: AsyncSession, *, candidate_ids: Collection[int]) -> dict[int, str]:
@@ -1531,10 +1593,14 @@ async def search_runs(
             )
         )
     )
-    query = sa.select(Candidate).where(
-        Candidate.model_id.in_(model_ids), Candidate.state.in_(states), *filter.conditions
+    return await fetch_runs(
+        session,
+        model_ids=model_ids,
+        states=states,
+        conditions=filter.conditions,
+        order_by=order_by,
+        page=page,
     )
-    return await fetch_runs(session, query, order_by, page)
 
 
 def metric_point(row: CandidateMetric) -> MetricPoint:

@@ -20,8 +20,9 @@ registered (`registered`), or both.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -360,6 +361,19 @@ def _experiment_states(states: Collection[LifecycleState]) -> sa.ColumnElement[b
     )
 
 
+@functools.cache
+def _experiment_lookup(by: Literal["iid", "display_name"], include_deleted: bool) -> sa.Select[Any]:
+    """Every run a training script creates looks its experiment up: built once per shape
+    (see `app.db`)."""
+    states = VISIBLE_STATES if include_deleted else (LifecycleState.ACTIVE,)
+    column = Model.iid if by == "iid" else Model.display_name
+    return sa.select(Model).where(
+        Model.project_id == sa.bindparam("project_id"),
+        _experiment_states(states),
+        column == sa.bindparam("key"),
+    )
+
+
 async def get_experiment(
     session: AsyncSession,
     *,
@@ -370,15 +384,16 @@ async def get_experiment(
 ) -> Model:
     """An experiment of the project by its iid (MLflow's experiment id) or its name;
     models that are not experiments are not found."""
-    states = VISIBLE_STATES if include_deleted else (LifecycleState.ACTIVE,)
-    query = sa.select(Model).where(Model.project_id == project.id, _experiment_states(states))
+    key: int | str
     if iid is not None:
-        query, label = query.where(Model.iid == iid), str(iid)
+        by, key, label = "iid", iid, str(iid)
     elif display_name is not None:
-        query, label = query.where(Model.display_name == display_name), display_name
+        by, key, label = "display_name", display_name, display_name
     else:
         raise InvalidValueError("an experiment is looked up by iid or name")
-    model = await session.scalar(query)
+    model: Model | None = await session.scalar(
+        _experiment_lookup(by, include_deleted), {"project_id": project.id, "key": key}
+    )
     if model is None:
         raise NotFoundError(f"Experiment '{label}' does not exist", field="experiment_id")
     return model

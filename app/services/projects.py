@@ -12,6 +12,7 @@ The `default` project is never deleted."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from typing import Literal, overload
@@ -268,16 +269,20 @@ async def _project_and_role_at(
     if _names_nothing(path):
         return None, None
     found = (
-        await session.execute(
-            sa.select(Project, Membership.role)
-            .outerjoin(
-                Membership,
-                sa.and_(Membership.project_id == Project.id, Membership.user_id == user_id),
-            )
-            .where(Project.path == path, _ACTIVE)
-        )
+        await session.execute(_PROJECT_AND_ROLE_AT, {"path": path, "user_id": user_id})
     ).first()
     return (None, None) if found is None else (found[0], found[1])
+
+
+# Every MLflow call runs it: built once (see `app.db`).
+_PROJECT_AND_ROLE_AT = (
+    sa.select(Project, Membership.role)
+    .outerjoin(
+        Membership,
+        sa.and_(Membership.project_id == Project.id, Membership.user_id == sa.bindparam("user_id")),
+    )
+    .where(Project.path == sa.bindparam("path"), _ACTIVE)
+)
 
 
 async def get_default_project(session: AsyncSession) -> Project:
@@ -327,18 +332,23 @@ async def update_project(
     return project
 
 
+@functools.cache
+def _next_iid_statement(counter: Literal["model", "candidate"]) -> sa.Update:
+    column = Project.last_model_iid if counter == "model" else Project.last_candidate_iid
+    return (
+        sa.update(Project)
+        .where(Project.id == sa.bindparam("project_id"))
+        .values({column: column + 1})
+        .returning(column)
+    )
+
+
 async def next_iid(
     session: AsyncSession, project: Project, counter: Literal["model", "candidate"]
 ) -> int:
     """Allocate the next project-scoped iid. The UPDATE locks the project row until
     commit, so concurrent creations in one project take their turns."""
-    column = Project.last_model_iid if counter == "model" else Project.last_candidate_iid
-    iid = await session.scalar(
-        sa.update(Project)
-        .where(Project.id == project.id)
-        .values({column: column + 1})
-        .returning(column)
-    )
+    iid = await session.scalar(_next_iid_statement(counter), {"project_id": project.id})
     if iid is None:
         raise NotFoundError(f"Project '{project.path}' does not exist")
     return int(iid)

@@ -117,8 +117,14 @@ async def usernames(session: AsyncSession, *, user_ids: set[int]) -> dict[int, s
     """Usernames by user id, in one query."""
     if not user_ids:
         return {}
-    rows = await session.execute(sa.select(User.id, User.username).where(User.id.in_(user_ids)))
+    rows = await session.execute(_USERNAMES, {"ids": list(user_ids)})
     return dict(rows.all())
+
+
+# Every run an MLflow call answers with names its user: built once (see `app.db`).
+_USERNAMES = sa.select(User.id, User.username).where(
+    User.id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 async def get_users(session: AsyncSession, *, ids: Collection[int]) -> dict[int, User]:

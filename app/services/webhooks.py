@@ -777,14 +777,14 @@ async def _active_hooks(session: AsyncSession, project_id: int) -> list[Webhook]
     # One select per project and transaction: a bulk change emits many events.
     known: dict[int, list[Webhook]] = session.info.setdefault(_HOOKS, {})
     if project_id not in known:
-        known[project_id] = list(
-            await session.scalars(
-                sa.select(Webhook).where(
-                    Webhook.project_id == project_id, Webhook.status == WebhookStatus.ACTIVE
-                )
-            )
-        )
+        known[project_id] = list(await session.scalars(_ACTIVE_HOOKS, {"project_id": project_id}))
     return known[project_id]
+
+
+# A finished run asks it: built once (see `app.db`).
+_ACTIVE_HOOKS = sa.select(Webhook).where(
+    Webhook.project_id == sa.bindparam("project_id"), Webhook.status == WebhookStatus.ACTIVE
+)
 
 
 # Where `_active_hooks` keeps what it read, in the session's info.

@@ -18,6 +18,7 @@ from app.errors import InvalidValueError
 from app.models import (
     Candidate,
     CandidateStatus,
+    LifecycleState,
     Membership,
     Model,
     ModelVersion,
@@ -503,11 +504,15 @@ async def search_runs(
     offset: int = 0,
 ) -> list[str]:
     """The labels of the runs MLflow's search_runs finds, through the query it runs."""
-    query = sa.select(Candidate).where(
-        Candidate.model_id == runs.model.id, *run_search.compile_run_filter(filter_string)
-    )
     size = len(runs.by_label) if limit is None else limit
-    found = await run_search.fetch_runs(session, query, order_by, paging.Page(offset, size))
+    found = await run_search.fetch_runs(
+        session,
+        model_ids=[runs.model.id],
+        states=list(LifecycleState),
+        conditions=run_search.compile_run_filter(filter_string),
+        order_by=order_by,
+        page=paging.Page(offset, size),
+    )
     return runs.labels([candidate.eid for candidate in found[:size]])
 
 

@@ -334,11 +334,13 @@ class Candidate(relay.Node):
     @strawberry.field
     async def metrics(self, info: Info, names: list[str] | None = None) -> list[Metric]:
         """The latest value of each metric, or of those in `names`."""
-        points = await info.context.loaders.latest_metrics.load(self.row.id)
-        wanted = set(names) if names is not None else None
-        return [
-            Metric.from_point(point) for point in points if wanted is None or point.name in wanted
-        ]
+        loaders = info.context.loaders
+        if names is None:
+            points = await loaders.latest_metrics.load(self.row.id)
+        else:
+            asked = (self.row.id, validation.names(names, field="names"))
+            points = await loaders.latest_metrics_named.load(asked)
+        return [Metric.from_point(point) for point in points]
 
     @strawberry.field
     async def metric(self, info: Info, name: str) -> Metric | None:
