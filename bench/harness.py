@@ -45,6 +45,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="repetitions of each single call (20)")
     parser.add_argument("--big-repeat", type=int, help="repetitions of the big transfer (3)")
     parser.add_argument("--search-runs", type=int, help="runs seeded for search (10000)")
+    parser.add_argument(
+        "--small-search-runs",
+        type=int,
+        help="runs seeded before the first search, the rest after it (200)",
+    )
     parser.add_argument("--threads", type=int, help="client threads for seeding (8)")
     parser.add_argument("--big-mib", type=int, help="size of the big artifact in MiB (200)")
     parser.add_argument(
@@ -96,7 +101,15 @@ def make_config(args: argparse.Namespace) -> Config:
     )
     overrides: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("runs", "repeat", "big_repeat", "search_runs", "threads", "big_mib")
+        for name in (
+            "runs",
+            "repeat",
+            "big_repeat",
+            "search_runs",
+            "small_search_runs",
+            "threads",
+            "big_mib",
+        )
         if getattr(args, name) is not None
     }
     if args.budget is not None:

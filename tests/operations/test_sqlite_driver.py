@@ -4,6 +4,7 @@ ids, errors), so transactions keep their meaning."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -86,3 +87,70 @@ async def test_a_failed_statement_rolls_its_transaction_back(database: Database)
     async with database.session(read_only=True) as session:
         count = await session.scalar(sa.text("SELECT count(*) FROM item"))
     assert count == 0
+
+
+async def test_writers_take_turns_in_the_process_not_in_sqlites_busy_handler(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    run_statement, commit = sqlite_driver.Connection.run, sqlite_driver.Connection.commit
+
+    async def recorded_run(
+        self: sqlite_driver.Connection, sql: str, parameters: Any, *, many: bool = False
+    ) -> sqlite_driver.Outcome:
+        if sql.startswith(("BEGIN", "INSERT")):
+            events.append(" ".join([*sql.split()[:2], *map(str, parameters)]))
+        return await run_statement(self, sql, parameters, many=many)
+
+    async def recorded_commit(self: sqlite_driver.Connection) -> None:
+        events.append("COMMIT")
+        await commit(self)
+
+    monkeypatch.setattr(sqlite_driver.Connection, "run", recorded_run)
+    monkeypatch.setattr(sqlite_driver.Connection, "commit", recorded_commit)
+    first_wrote = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def first() -> None:
+        async with database.session() as session:
+            await session.execute(sa.text("INSERT INTO item (name) VALUES (:n)"), {"n": "first"})
+            first_wrote.set()
+            await release_first.wait()
+
+    async def second() -> None:
+        await first_wrote.wait()
+        async with database.session() as session:
+            await session.execute(sa.text("INSERT INTO item (name) VALUES (:n)"), {"n": "second"})
+
+    async def reader() -> int | None:
+        await first_wrote.wait()
+        async with database.session(read_only=True) as session:
+            count: int | None = await session.scalar(sa.text("SELECT count(*) FROM item"))
+        release_first.set()
+        return count
+
+    _, _, seen = await asyncio.gather(first(), second(), reader())
+
+    # The reader went ahead of the waiting writer and saw nothing uncommitted; the second
+    # writer began only once the first had committed.
+    assert seen == 0
+    assert events == [
+        "BEGIN IMMEDIATE",
+        "INSERT INTO first",
+        "BEGIN",  # the reader's
+        "COMMIT",
+        "COMMIT",
+        "BEGIN IMMEDIATE",
+        "INSERT INTO second",
+        "COMMIT",
+    ]
+
+
+async def test_a_write_session_opened_inside_another_goes_ahead(database: Database) -> None:
+    async with database.session() as outer:
+        async with database.session() as inner:
+            await inner.execute(sa.text("INSERT INTO item (name) VALUES ('inner')"))
+        await outer.execute(sa.text("INSERT INTO item (name) VALUES ('outer')"))
+    async with database.session(read_only=True) as session:
+        names = (await session.execute(sa.text("SELECT name FROM item ORDER BY id"))).scalars()
+        assert list(names) == ["inner", "outer"]
