@@ -107,7 +107,7 @@ class StatementCursor:
 
 def connect(path: str, **options: Any) -> Connection:
     """A connection to the database file at `path`; `options` go to `sqlite3.connect`.
-    Its thread may read whether a transaction is open from the event loop's thread."""
+    The event loop's thread may read whether a transaction is open (commit, rollback)."""
 
     def connector() -> sqlite3.Connection:
         opened: sqlite3.Connection = sqlite3.connect(path, check_same_thread=False, **options)

@@ -677,16 +677,23 @@ async def get_latest_metrics_of(
     return found
 
 
+def _grouped_by_names(
+    asked: Collection[tuple[int, tuple[str, ...]]],
+) -> dict[tuple[str, ...], list[int]]:
+    """The candidate ids asking for each distinct set of names: one statement per set."""
+    grouped: dict[tuple[str, ...], list[int]] = {}
+    for candidate_id, names in asked:
+        grouped.setdefault(names, []).append(candidate_id)
+    return grouped
+
+
 async def latest_metrics_named(
     session: AsyncSession, *, asked: Collection[tuple[int, tuple[str, ...]]]
 ) -> dict[tuple[int, tuple[str, ...]], list[MetricPoint]]:
     """The latest value of each (candidate id, names) among those names, by name: one
     statement per distinct set of names, whatever the number of candidates asking."""
-    by_names: dict[tuple[str, ...], list[int]] = {}
-    for candidate_id, names in asked:
-        by_names.setdefault(names, []).append(candidate_id)
     found: dict[tuple[int, tuple[str, ...]], list[MetricPoint]] = {pair: [] for pair in asked}
-    for names, candidate_ids in by_names.items():
+    for names, candidate_ids in _grouped_by_names(asked).items():
         if not names:
             continue
         rows = await session.execute(
@@ -1203,11 +1210,8 @@ async def entries_named(
 ) -> dict[tuple[int, tuple[str, ...]], dict[str, str]]:
     """The params (or metadata) of each (candidate id, names) among those names, by name:
     one statement per distinct set of names, whatever the number of candidates asking."""
-    by_names: dict[tuple[str, ...], list[int]] = {}
-    for candidate_id, names in asked:
-        by_names.setdefault(names, []).append(candidate_id)
     found: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {pair: {} for pair in asked}
-    for names, candidate_ids in by_names.items():
+    for names, candidate_ids in _grouped_by_names(asked).items():
         if not names:
             continue
         rows = await session.execute(
